@@ -1,0 +1,119 @@
+"""Collects the two sides of a regression gate from the results store.
+
+A side is an adapter folder, a zoo name (`smollm2-135m/resume_json/lora_r16`), `base`, or a stored
+cell (`cell:ID`). Adapters are evaluated first through the runner, which takes every prediction
+it already has from the store, so both sides always cover exactly the same examples with the
+same settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.adapters import ZOO_DIR, resolve_adapters
+from harness.data import load_examples
+from harness.errors import HarnessError
+from harness.gate import GateInput, Side
+from harness.metrics import get_metric
+from harness.registry import task_registry
+from harness.scoring import scoring_input
+from harness.spec import AdapterSpec, RunSpec
+from harness.store import Store
+
+BASE = "base"
+CELL_PREFIX = "cell:"
+
+
+@dataclass(frozen=True)
+class SideRef:
+    """What the user named: the base, an adapter, or one stored cell."""
+
+    text: str
+    adapter: AdapterSpec | None = None
+    cell_id: int | None = None
+
+    @property
+    def is_base(self) -> bool:
+        return self.adapter is None and self.cell_id is None
+
+
+def parse_side(text: str, allow_pickle: bool = False) -> SideRef:
+    if text == BASE:
+        return SideRef(text)
+    if text.startswith(CELL_PREFIX):
+        try:
+            return SideRef(text, cell_id=int(text[len(CELL_PREFIX):]))
+        except ValueError:
+            raise HarnessError(f"'{text}' is not a stored cell; write cell:ID with the number `harness show RUN` prints.")
+    path = Path(text)
+    if not path.exists() and (ZOO_DIR / text).exists():
+        path = ZOO_DIR / text
+    adapters = resolve_adapters([path], allow_pickle)
+    if len(adapters) != 1:
+        raise HarnessError(f"'{text}' holds {len(adapters)} adapters; the gate compares exactly one candidate with one baseline.")
+    return SideRef(text, adapter=adapters[0])
+
+
+def cells_to_run(refs: Sequence[SideRef]) -> tuple[list[AdapterSpec], bool]:
+    """The adapters the runner must evaluate, and whether the base row is needed."""
+    adapters: list[AdapterSpec] = []
+    for ref in refs:
+        if ref.adapter is not None and ref.adapter.name not in {a.name for a in adapters}:
+            adapters.append(ref.adapter)
+    return adapters, any(ref.is_base for ref in refs)
+
+
+def side_from_cell(store: Store, cell_id: int) -> Side:
+    cell = store.cell(cell_id)
+    if cell.status != "done":
+        raise HarnessError(f"Cell {cell_id} ({cell.task}, {cell.label}) is {cell.status}, not done; re-run it first.")
+    task = task_registry().get(cell.task)
+    predictions = store.cell_predictions(cell_id)
+    by_id = {example.id: example for example in load_examples(task, cell.split)}
+    examples = [by_id[p.example_id] for p in predictions]
+    data = scoring_input(task, examples, [p.prediction for p in predictions])
+    scores = store.example_scores(cell_id)
+    return Side(
+        ids=[e.id for e in examples],
+        predictions=list(data.predictions),
+        references=list(data.references),
+        labels=list(data.labels),
+        scores=[scores.get(e.id, {}) for e in examples],
+    )
+
+
+def gate_input(store: Store, task_name: str, baseline_cell: int, candidate_cell: int, keys: Sequence[str]) -> GateInput:
+    task = task_registry().get(task_name)
+    metrics = [get_metric(name, task.folder) for name in task.metrics]
+    return GateInput(
+        task=task_name,
+        metrics=metrics,
+        baseline=side_from_cell(store, baseline_cell),
+        candidate=side_from_cell(store, candidate_cell),
+        keys=tuple(keys),
+        do_sample=task.generation.do_sample,
+    )
+
+
+def evaluate_sides(spec: RunSpec, store: Store, refs: Sequence[SideRef], progress=None) -> dict[tuple[str, str], int]:
+    """Run (or fetch from the cache) every adapter cell the gate needs: (task, label) -> cell id."""
+    from harness.runner import execute
+
+    result = execute(spec, store, progress=progress)
+    failed = [o for o in result.outcomes if o.status != "done"]
+    if failed:
+        first = failed[0]
+        raise HarnessError(f"The gate could not evaluate '{first.adapter}' on '{first.task}': {first.error}")
+    return {(o.task, o.adapter): o.cell_id for o in result.outcomes}
+
+
+def cell_for(ref: SideRef, task: str, cells: dict[tuple[str, str], int], store: Store) -> int:
+    if ref.cell_id is not None:
+        stored = store.cell(ref.cell_id)
+        if stored.task != task:
+            raise HarnessError(f"Cell {ref.cell_id} is on task '{stored.task}', not '{task}'; name a cell of this task.")
+        return ref.cell_id
+    label = ref.adapter.name if ref.adapter else BASE
+    return cells[(task, label)]
