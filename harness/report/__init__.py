@@ -1,0 +1,1 @@
+"""Reports read only the results store: terminal tables, the HTML leaderboard, exports."""

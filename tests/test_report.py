@@ -1,0 +1,280 @@
+"""The HTML leaderboard: table data, win rates, figures, drill-down, exports, escaping, privacy."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from helpers_report import ATTRIBUTE_INJECTION, ERROR_INJECTION, RUN_ID, SCRIPT_INJECTION, DemoRun, build_demo_store
+
+from harness.errors import HarnessError
+from harness.metrics.base import MetricValue
+from harness.report import figures
+from harness.report.leaderboard import (
+    LeaderboardExport,
+    LeaderboardRow,
+    TaskBoard,
+    best_values,
+    collect_rows,
+    metric_order,
+    normalised_scores,
+    overall,
+    task_boards,
+    win_rates,
+)
+from harness.report.site import CardSummary, examples_page, read_card, slug, task_page, word_diff, write_report
+from harness.store import Prediction, Store
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    folder = tmp_path_factory.mktemp("demo")
+    return build_demo_store(folder / "results.sqlite", folder / "adapters")
+
+
+@pytest.fixture(scope="module")
+def report(demo: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_report(demo.store, tmp_path_factory.mktemp("report") / "reports").parent
+
+
+def _row(adapter: str, value: float | None, *, status: str = "done", rank: int | None = None, params: int | None = None) -> LeaderboardRow:
+    metrics = {"accuracy": MetricValue(value, value - 0.1, value + 0.1)} if value is not None else {}
+    return LeaderboardRow(
+        cell_id=1, run_id="r", task="t", split="test", base="m", adapter=adapter, adapter_path=None,
+        adapter_hash=None if adapter == "base" else f"h-{adapter}", method=None if adapter == "base" else "LORA",
+        rank=rank, trainable_params=params, adapter_bytes=None, status=status, error=None, n_examples=10,
+        metrics=metrics, latency_p50=0.5 if value is not None else None,
+    )  # fmt: skip
+
+
+def _board(*rows: LeaderboardRow) -> TaskBoard:
+    return task_boards(list(rows))[0]
+
+
+# ------------------------------------------------------------------------------ table data
+
+
+def test_win_rate_counts_ties_half_and_skips_failed_rows() -> None:
+    board = _board(_row("base", 0.5), _row("a", 0.7), _row("b", 0.7), _row("c", None, status="failed"))
+    rates = win_rates(board)
+    assert rates == {("m", "base"): 0.0, ("m", "a"): 0.75, ("m", "b"): 0.75}
+    assert normalised_scores(board) == {("m", "base"): 0.0, ("m", "a"): 1.0, ("m", "b"): 1.0}
+
+
+def test_overall_averages_win_rates_over_tasks() -> None:
+    first = _board(_row("base", 0.1), _row("a", 0.9))
+    second = task_boards([_row("base", 0.8), _row("a", 0.2)])[0]
+    second.task = "u"
+    rows = {row.adapter: row for row in overall([first, second])}
+    assert rows["a"].mean_win_rate == pytest.approx(0.5)
+    assert rows["base"].mean_win_rate == pytest.approx(0.5)
+    assert rows["a"].normalised == {"t": 1.0, "u": 0.0}
+
+
+def test_best_marks_highest_metric_and_lowest_cost_with_ties() -> None:
+    board = _board(_row("a", 0.9, params=100), _row("b", 0.9, params=50), _row("c", 0.2, params=10, status="failed"))
+    best = best_values(board)
+    assert best["accuracy"] == {("m", "a"), ("m", "b")}
+    assert best["trainable_params"] == {("m", "b")}  # the failed row's tiny cost does not count
+
+
+def test_metric_order_puts_headline_metrics_first() -> None:
+    assert metric_order(["f1_name", "json_valid", "field_f1", "zeta"]) == ["field_f1", "json_valid", "f1_name", "zeta"]
+    assert metric_order(["rougeLsum", "rouge2", "rougeL", "rouge1"]) == ["rougeL", "rouge1", "rouge2", "rougeLsum"]
+
+
+def test_newest_finished_cell_wins_over_a_later_failure(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite")
+    fields = {"base": "m", "adapter": "a", "task": "t", "split": "test", "settings_json": {}, "status": "running"}
+    for run_id, status, value in (("r1", "done", 0.3), ("r2", "done", 0.6), ("r3", "failed", None)):
+        store.start_run(run_id, {})
+        cell_id = store.upsert_cell(run_id, "c", fields)
+        if value is not None:
+            store.set_metrics(cell_id, {"accuracy": MetricValue(value, value, value)})
+        store.set_cell_status(cell_id, status, None if value else "out of memory")
+    [row] = collect_rows(store)
+    assert (row.run_id, row.metrics["accuracy"].value) == ("r2", 0.6)
+    [only_failed] = collect_rows(store, ["r3"])
+    assert (only_failed.status, only_failed.error) == ("failed", "out of memory")
+
+
+def test_unknown_run_and_empty_store_are_one_sentence_errors(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite")
+    with pytest.raises(HarnessError, match="No run 'nope'"):
+        write_report(store, tmp_path / "out", ["nope"])
+    with pytest.raises(HarnessError, match="holds no cells yet"):
+        write_report(store, tmp_path / "out")
+
+
+# ------------------------------------------------------------------------------ figures and helpers
+
+
+def test_pareto_front_keeps_only_undominated_points() -> None:
+    points = [(10, 0.5), (20, 0.4), (30, 0.8), (5, 0.1), (30, 0.7), (40, 0.8)]
+    assert figures.pareto_front(points) == [(5, 0.1), (10, 0.5), (30, 0.8)]
+
+
+def test_rank_curve_needs_a_sweep_and_draws_band_and_base() -> None:
+    board = _board(_row("base", 0.2), _row("r4", 0.5, rank=4), _row("r8", 0.7, rank=8))
+    fig = figures.rank_curve(board)
+    assert fig is not None
+    line = [trace for trace in fig.data if trace.mode == "lines+markers"][0]
+    assert list(line.x) == [4, 8] and list(line.y) == [0.5, 0.7]
+    assert len(fig.layout.shapes) == 1  # the base model's dashed line
+    assert figures.rank_curve(_board(_row("base", 0.2), _row("r4", 0.5, rank=4))) is None
+
+
+def test_figure_text_is_escaped() -> None:
+    board = _board(_row("base", 0.2, params=None), _row("<b>x</b>", 0.5, rank=4, params=10), _row("y", 0.6, rank=8, params=20))
+    fig = figures.pareto(board, "trainable_params")
+    assert fig is not None
+    texts = [text for trace in fig.data for text in (trace.text or [])]
+    assert any("&lt;b&gt;x&lt;/b&gt;" in text for text in texts)
+    assert not any("<b>x" in text for text in texts)
+
+
+def test_spectral_heatmap_orders_layers_and_adapters() -> None:
+    records = [{"record": "layer", "layer": f"model.layers.{i}.self_attn.q_proj", "stable_rank": float(i), "primary": True} for i in (10, 2)]
+    spectra = [figures.AdapterSpectrum("r8", "LORA", 8, records), figures.AdapterSpectrum("r4", "LORA", 4, records[:1])]
+    fig = figures.spectral_heatmap(spectra, "stable_rank")
+    assert fig is not None
+    heatmap = fig.data[0]
+    assert list(heatmap.x) == ["2.q_proj", "10.q_proj"] and list(heatmap.y) == ["r4", "r8"]
+    assert list(heatmap.z[0]) == [None, 10.0]
+    assert figures.spectral_heatmap(spectra, "relative_update") is None  # nothing to draw
+
+
+def test_word_diff_marks_added_and_removed_words() -> None:
+    pieces = word_diff("the cat sat on the mat", "the dog sat on the mat")
+    assert [(p.kind, p.text.strip()) for p in pieces] == [("same", "the"), ("removed", "cat"), ("added", "dog"), ("same", "sat on the mat")]
+
+
+def test_read_card_tolerates_missing_and_odd_cards(tmp_path: Path) -> None:
+    assert read_card(None, "a") == CardSummary() and read_card(str(tmp_path / "missing"), "a") == CardSummary()
+    (tmp_path / "card.json").write_text("{not json", encoding="utf-8")
+    assert read_card(str(tmp_path), "a") == CardSummary()
+    # harness.train's keys, a "curves" mapping, a bad point and a float that only looks like a curve key
+    card = {"train_loss": [[0, 2.0], [10, 1.5], ["bad"]], "curves": {"dev": [{"step": 10, "loss": 1.7}]},
+            "final_dev_loss": 1.7, "recipe": "lora_r8"}
+    (tmp_path / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    summary = read_card(str(tmp_path), "a")
+    curves = {curve.split: curve for curve in summary.curves}
+    assert sorted(curves) == ["dev", "train"]
+    assert curves["train"].steps == (0.0, 10.0) and curves["train"].losses == (2.0, 1.5)
+    assert curves["dev"].losses == (1.7,)
+    assert ("recipe", "lora_r8") in summary.facts and ("final_dev_loss", "1.700") in summary.facts
+
+
+# ------------------------------------------------------------------------------ the written report
+
+
+def test_report_folder_has_every_page_and_one_plotly(demo: DemoRun, report: Path) -> None:
+    assert (report / "index.html").is_file()
+    assert [p.name for p in report.rglob("plotly*.js")] == ["plotly.min.js"]
+    for task in ("resume_json", "glue_sst2", "resume_json_real"):
+        assert (report / task_page(task)).is_file()
+    done = [row for row in collect_rows(demo.store) if row.status == "done"]
+    for row in done:
+        assert (report / examples_page(row)).is_file()
+    assert len(list((report / "adapters").glob("*.html"))) == 6  # base, r4, r8, r16, ia3 and the failed r32
+    for page in report.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert len(text) < 500_000, f"{page} inlines too much"
+        assert "cdn.plot.ly" not in text and "https://" not in text  # the report works offline
+        for src in re.findall(r'<script src="([^"]+)"', text):
+            assert (page.parent / src).resolve().is_file(), f"{page}: {src}"
+
+
+def test_task_leaderboard_rows_best_marks_and_failure_reason(report: Path) -> None:
+    text = (report / task_page("resume_json")).read_text(encoding="utf-8")
+    rows = re.findall(r'<tr class="status-(\w+)" data-adapter="([^"]+)"', text)
+    assert rows == [("done", "base"), ("done", "ia3"), ("done", "lora_r4"), ("done", "lora_r8"), ("done", "lora_r16"), ("failed", "lora_r32")]
+    assert "trained for another base" in text
+    assert text.count('class="plotly-graph-div"') == 3  # rank curve and two Pareto plots
+    assert re.search(r'class="num metric best">\s*<b>1.000</b>', text)
+
+
+def test_injected_markup_is_escaped_everywhere(report: Path) -> None:
+    for page in report.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        for raw in (SCRIPT_INJECTION, ATTRIBUTE_INJECTION, ERROR_INJECTION, "onerror=\"window"):
+            assert raw not in text, f"{page} holds unescaped {raw!r}"
+    examples = next((report / "examples").glob("resume_json-*/smollm2-135m--lora_r4-*.html")).read_text(encoding="utf-8")
+    assert "&lt;script&gt;window.__pwned = 1;&lt;/script&gt;" in examples
+    assert "invalid JSON" in examples  # the injected answer is no JSON object
+
+
+def test_private_task_shows_only_field_level_results(demo: DemoRun, report: Path) -> None:
+    private_pages = list((report / "examples").glob("resume_json_real-*/*.html"))
+    assert len(private_pages) == 2
+    texts = [page.read_text(encoding="utf-8") for page in private_pages]
+    assert any("field-right" in text for text in texts) and any("field-wrong" in text for text in texts)
+    for text in texts:
+        assert 'class="fields"' in text and "only field-level results are shown" in text
+        assert '<pre class="input">' not in text and '<pre class="prediction">' not in text
+    for page in report.rglob("*"):
+        if page.is_file() and page.suffix in (".html", ".csv", ".json", ".md"):
+            text = page.read_text(encoding="utf-8")
+            for secret in demo.private_texts:
+                assert secret not in text, f"{page} shows real people's data"
+
+
+def test_exports_csv_json_markdown(report: Path) -> None:
+    lines = list(csv.DictReader(io.StringIO((report / "leaderboard.csv").read_text(encoding="utf-8"))))
+    assert len(lines) == 6 + 3 + 2
+    failed = [line for line in lines if line["status"] == "failed"]
+    assert [line["adapter"] for line in failed] == ["lora_r32"] and "another base" in failed[0]["error"]
+    r16 = next(line for line in lines if line["task"] == "resume_json" and line["adapter"] == "lora_r16")
+    assert float(r16["field_f1"]) == 1.0 and r16["field_f1_low"] != "" and float(r16["latency_p50"]) > 0
+
+    export = LeaderboardExport.model_validate_json((report / "leaderboard.json").read_text(encoding="utf-8"))
+    assert export.runs == [RUN_ID] and [t.task for t in export.tasks] == ["glue_sst2", "resume_json", "resume_json_real"]
+    assert export.overall[0].adapter == "lora_r16" and export.overall[0].mean_win_rate == 1.0
+    schema = json.loads((report / "leaderboard.schema.json").read_text(encoding="utf-8"))
+    assert "mean_win_rate" in json.dumps(schema)
+
+    markdown = (report / "leaderboard.md").read_text(encoding="utf-8")
+    assert "### resume_json" in markdown and "| lora_r16 | LORA | 16 |" in markdown
+    assert "<img" not in markdown and "&lt;img" in markdown
+
+
+def test_examples_page_carries_scores_for_comparison(report: Path) -> None:
+    page = next((report / "examples").glob("glue_sst2-*/smollm2-135m--base-*.html")).read_text(encoding="utf-8")
+    scores = re.findall(r'data-score="([^"]*)" data-others="([^"]*)"', page)
+    assert len(scores) == 6
+    assert all(len(json.loads(others.replace("&#34;", '"'))) == 2 for _, others in scores)  # lora_r8 and lora_r16
+    assert 'data-threshold="0.25"' in page
+    assert "correct" in page and "wrong" in page
+
+
+def test_slug_is_a_safe_unique_file_name() -> None:
+    assert slug("zoo/smollm2/lora_r8") != slug("zoo-smollm2-lora_r8")
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", slug("../<script>/a b"))
+
+
+def test_adapter_page_shows_card_spectrum_and_results(report: Path) -> None:
+    page = next((report / "adapters").glob("smollm2-135m--lora_r8-*.html")).read_text(encoding="utf-8")
+    assert "card: final dev loss" in page and 'id="fig-adapter-training"' in page
+    assert 'id="fig-adapter-stable-rank"' in page and 'id="fig-adapter-intruders"' in page
+    assert page.count('class="drill"') == 2  # resume_json and glue_sst2
+
+
+def test_task_unknown_to_the_registry_shows_scores_but_no_text(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite")
+    store.start_run("r1", {})
+    fields = {"base": "m", "adapter": None, "task": "gone_task", "split": "test", "settings_json": {}, "status": "running"}
+    cell_id = store.upsert_cell("r1", "c", fields)
+    store.add_prediction(Prediction("k1", "e1", "Jane Doe, 12 Main St", {}, 1, 1, 0.1), task="gone_task", base_hash="b", adapter_hash=None)
+    store.set_cell_examples(cell_id, [("e1", "k1")])
+    store.set_metrics(cell_id, {"accuracy": MetricValue(1.0, 1.0, 1.0)})
+    store.set_example_scores(cell_id, [("e1", {"accuracy": 1.0})])
+    store.set_cell_status(cell_id, "done")
+    out = write_report(store, tmp_path / "out", runs=[]).parent
+    [page] = list((out / "examples").rglob("*.html"))
+    text = page.read_text(encoding="utf-8")
+    assert "only its scores are shown" in text and "accuracy = <b>1.000</b>" in text
+    assert "Jane Doe" not in text
