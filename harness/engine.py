@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -94,6 +95,13 @@ def _batches(host: AdapterHost, items: Sequence[R], adapter: Callable[[R], str |
             yield group[start : start + batch_size]
 
 
+@contextmanager
+def _timed(recorder: Any | None, prompt_tokens: list[int]) -> Iterator[Any]:
+    """The batch's timing record (harness.timing.TimingRecorder), or None when nobody times."""
+    with recorder.batch(prompt_tokens) if recorder is not None else nullcontext() as record:
+        yield record
+
+
 def _token_count(base: LoadedBase, text: str) -> int:
     return len(base.tokenizer(text, add_special_tokens=True)["input_ids"])
 
@@ -102,8 +110,12 @@ def _token_count(base: LoadedBase, text: str) -> int:
 
 
 def generate_until(host: AdapterHost, requests: Sequence[GenRequest], settings: GenerationSettings,
-                   batch_size: int, on_result: Callable[[GenResult], None], progress: Progress | None = None) -> None:
-    """Generate for every request; `on_result` is called as soon as each one finishes."""
+                   batch_size: int, on_result: Callable[[GenResult], None], progress: Progress | None = None,
+                   recorder: Any | None = None) -> None:
+    """Generate for every request; `on_result` is called as soon as each one finishes.
+
+    `recorder` (a harness.timing.TimingRecorder) times each batch when given.
+    """
     import torch
 
     base = host.base
@@ -113,10 +125,16 @@ def generate_until(host: AdapterHost, requests: Sequence[GenRequest], settings: 
     decode = _decode_causal if base.kind == "causal" else _generate_seq2seq
     with torch.inference_mode():
         for batch in _batches(host, requests, lambda r: r.adapter, lambda r: lengths[r.key], batch_size):
-            for result in decode(host, batch, settings):
-                on_result(result)
-                if progress is not None:
-                    progress(1)
+            finished: dict[str, GenResult] = {}
+            with _timed(recorder, [lengths[r.key] for r in batch]) as record:
+                for result in decode(host, batch, settings):
+                    finished[result.key] = result
+                    on_result(result)
+                    if progress is not None:
+                        progress(1)
+            if record is not None:
+                in_order = [finished[r.key] for r in batch]
+                record.finish([r.new_tokens for r in in_order], [r.seconds for r in in_order])
 
 
 @dataclass
@@ -291,7 +309,8 @@ def _prefix_token(base: LoadedBase) -> int:
 
 
 def multiple_choice(host: AdapterHost, requests: Sequence[ChoiceRequest], batch_size: int,
-                    on_result: Callable[[ChoiceResult], None], progress: Progress | None = None) -> None:
+                    on_result: Callable[[ChoiceResult], None], progress: Progress | None = None,
+                    recorder: Any | None = None) -> None:
     """Score every choice of every request by summed log-likelihood; one row per (prompt, choice)."""
     import torch
 
@@ -306,7 +325,10 @@ def multiple_choice(host: AdapterHost, requests: Sequence[ChoiceRequest], batch_
     with torch.inference_mode():
         for batch in _batches(host, rows, lambda r: r.adapter, lambda r: len(r.context) + len(r.continuation), batch_size):
             start = time.perf_counter()
-            values = score_rows(host, batch)
+            with _timed(recorder, [len(r.context) + len(r.continuation) for r in batch]) as record:
+                values = score_rows(host, batch)
+            if record is not None:
+                record.finish([0] * len(batch))
             share = (time.perf_counter() - start) / len(batch)
             for row, value in zip(batch, values):
                 scores[row.request][row.choice] = value
@@ -397,7 +419,8 @@ def _right_pad(seqs: list[list[int]], pad: int, device: torch.device) -> tuple[t
 
 
 def classify(host: AdapterHost, requests: Sequence[ClassifyRequest], batch_size: int,
-             on_result: Callable[[ChoiceResult], None], progress: Progress | None = None) -> None:
+             on_result: Callable[[ChoiceResult], None], progress: Progress | None = None,
+             recorder: Any | None = None) -> None:
     """Run an encoder + classification head; scores are the logits."""
     import torch
 
@@ -408,7 +431,11 @@ def classify(host: AdapterHost, requests: Sequence[ClassifyRequest], batch_size:
     with torch.inference_mode():
         for batch in _batches(host, requests, lambda r: r.adapter, lambda r: lengths[r.key], batch_size):
             start = time.perf_counter()
-            logits = _classify_batch(host, batch)
+            tokens = [_token_count(base, r.text) + (_token_count(base, r.text_pair) if r.text_pair else 0) for r in batch] if recorder else []
+            with _timed(recorder, tokens) as record:
+                logits = _classify_batch(host, batch)
+            if record is not None:
+                record.finish([0] * len(batch))
             share = (time.perf_counter() - start) / len(batch)
             for request, row in zip(batch, logits.tolist()):
                 on_result(ChoiceResult(request.key, tuple(row), max(range(len(row)), key=row.__getitem__), share))

@@ -9,7 +9,6 @@ all cached makes no model call at all.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,11 +186,43 @@ class GroupRunner:
         except HarnessError as error:
             variants = ([None] if self.spec.include_base else []) + [a for a in self.spec.adapters if a.name in attached]
             return [self._fail_cell(task, adapter, str(error)) for adapter in variants]
-        started = time.perf_counter()
         jobs = [self._prepare_cell(cell, base, attached, settings, examples, prompts) for cell in cells]
-        computed = self._compute_missing(host, task, settings, jobs, base)
-        wall = time.perf_counter() - started
-        return [self._finish_cell(job, task, examples, computed.get(job.cell_id, 0), wall) for job in jobs]
+        computed, stream = self._compute_missing(host, task, settings, jobs, base)
+        costs = self._costs(host, base, attached)
+        work = {job.cell_id: _work(self._fresh(job)) for job in jobs}
+        total = sum(work.values())
+        return [
+            self._finish_cell(job, task, examples, computed.get(job.cell_id, 0), stream, costs.get(job.cell.label), work[job.cell_id] / total if total else 0.0)
+            for job in jobs
+        ]
+
+    def _cell_timing(self, job: _CellJob, stream: Any, cost: Any, share: float) -> dict[str, Any]:
+        from harness.timing import cell_share
+
+        fresh = self._fresh(job)
+        return cell_share(
+            stream,
+            prompt_lengths=[p.prompt_tokens for p in fresh],
+            new_lengths=[p.new_tokens for p in fresh],
+            latencies=[p.seconds for p in fresh],
+            cost=cost,
+            share=share,
+        )
+
+    def _costs(self, host: Any, base: Any, attached: dict[str, Any]) -> dict[str, Any]:
+        """FLOPs per token of the base and of each adapter (unmerged: the adapter's extra matmuls)."""
+        from harness.timing import ModelCost, model_cost
+
+        bare = model_cost(base.model)
+        costs = {BASE_LABEL: bare}
+        for name, info in attached.items():
+            costs[name] = ModelCost(bare.params, info.trainable_params, False, bare.num_layers, bare.hidden_size)
+        return costs
+
+    def _fresh(self, job: _CellJob) -> list[Prediction]:
+        """The cell's predictions made by this run (cached ones cost no time)."""
+        predictions = self.store.cell_predictions(job.cell_id)
+        return [p for p in predictions if p.key in job.computed_keys]
 
     def _render_all(self, task: TaskSpec, examples: Sequence[Example], tokenizer: Any, output_type: str) -> list[str]:
         from harness.data import load_examples as load_split
@@ -240,7 +271,9 @@ class GroupRunner:
         self.store.set_cell_examples(cell_id, [(example.id, key) for example, key in zip(examples, keys)])
         return _CellJob(cell_id, cell, keys, list(prompts), [e.id for e in examples], adapter_hash, base.weights_hash)
 
-    def _compute_missing(self, host: Any, task: TaskSpec, settings: dict[str, Any], jobs: Sequence[_CellJob], base: Any) -> dict[int, int]:
+    def _compute_missing(
+        self, host: Any, task: TaskSpec, settings: dict[str, Any], jobs: Sequence[_CellJob], base: Any
+    ) -> tuple[dict[int, int], Any]:
         """Ask the engine for every prediction the store lacks, all cells of the task in one stream."""
         from harness import engine
 
@@ -256,31 +289,39 @@ class GroupRunner:
                 requests.append(_request(settings["output_type"], key, prompt, adapter, task))
         computed: dict[int, int] = {}
         if not requests:
-            return computed
+            return computed, None
         advance = self.progress(f"{task.name}: {len(jobs)} cells", len(requests)) if self.progress else None
 
         def on_result(result: Any) -> None:
             job, example_id = owners[result.key]
             self.store.add_prediction(_prediction(result, example_id), task=task.name, base_hash=job.base_hash, adapter_hash=job.adapter_hash)
+            job.computed_keys.add(result.key)
             computed[job.cell_id] = computed.get(job.cell_id, 0) + 1
             if advance:
                 advance(1)
 
         import torch
 
+        from harness.timing import TimingRecorder, measure_peak_flops
+
         torch.manual_seed(self.spec.seed)
         output_type = settings["output_type"]
-        if output_type == "generate_until":
-            from harness.spec import GenerationSettings
+        recorder = TimingRecorder(base.device, base.dtype, peak_flops=measure_peak_flops(base.device, base.dtype))
+        with recorder:
+            if output_type == "generate_until":
+                from harness.spec import GenerationSettings
 
-            engine.generate_until(host, requests, GenerationSettings(**settings["generation"]), self.spec.batch_size, on_result)
-        elif output_type == "multiple_choice":
-            engine.multiple_choice(host, requests, self.spec.batch_size, on_result)
-        else:
-            engine.classify(host, requests, self.spec.batch_size, on_result)
-        return computed
+                generation = GenerationSettings(**settings["generation"])
+                engine.generate_until(host, requests, generation, self.spec.batch_size, on_result, recorder=recorder)
+            elif output_type == "multiple_choice":
+                engine.multiple_choice(host, requests, self.spec.batch_size, on_result, recorder=recorder)
+            else:
+                engine.classify(host, requests, self.spec.batch_size, on_result, recorder=recorder)
+        return computed, recorder.summary()
 
-    def _finish_cell(self, job: _CellJob, task: TaskSpec, examples: Sequence[Example], computed: int, wall: float) -> CellOutcome:
+    def _finish_cell(
+        self, job: _CellJob, task: TaskSpec, examples: Sequence[Example], computed: int, stream: Any, cost: Any, share: float
+    ) -> CellOutcome:
         from harness.scoring import score_examples
 
         predictions = self.store.cell_predictions(job.cell_id)
@@ -292,7 +333,7 @@ class GroupRunner:
         report = score_examples(task, examples, [p.prediction for p in predictions], seed=self.spec.seed)
         self.store.set_metrics(job.cell_id, report.corpus)
         self.store.set_example_scores(job.cell_id, [(e.id, s) for e, s in zip(examples, report.per_example)])
-        timing = timing_summary(predictions, wall if computed else 0.0)
+        timing = self._cell_timing(job, stream, cost, share) if computed else self.store.timing(job.cell_id) or {}
         self.store.set_timing(job.cell_id, timing)
         self.store.set_cell_status(job.cell_id, "done")
         metrics = {name: {"value": v.value, "low": v.low, "high": v.high} for name, v in report.corpus.items()}
@@ -308,6 +349,7 @@ class _CellJob:
     example_ids: list[str]
     adapter_hash: str | None
     base_hash: str
+    computed_keys: set[str] = field(default_factory=set)
 
 
 def _request(output_type: str, key: str, prompt: str, adapter: str | None, task: TaskSpec) -> Any:
@@ -328,25 +370,10 @@ def _prediction(result: Any, example_id: str) -> Prediction:
     return Prediction(result.key, example_id, str(result.choice), details, 0, 0, result.seconds)
 
 
-def timing_summary(predictions: Sequence[Prediction], wall: float) -> dict[str, Any]:
-    """Per-cell figures from the per-example records made in this run (cached ones cost nothing)."""
-    import statistics
-
-    latencies = sorted(p.seconds for p in predictions)
-    new_tokens = sum(p.new_tokens for p in predictions)
-    prompt_tokens = sum(p.prompt_tokens for p in predictions)
-    quantile = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0.0  # noqa: E731
-    return {
-        "wall_seconds": wall,
-        "examples": len(predictions),
-        "examples_per_s": len(predictions) / wall if wall else None,
-        "prompt_tokens": prompt_tokens,
-        "new_tokens": new_tokens,
-        "generated_tokens_per_s": new_tokens / wall if wall else None,
-        "latency_mean": statistics.fmean(latencies) if latencies else 0.0,
-        "latency_p50": quantile(0.5),
-        "latency_p95": quantile(0.95),
-    }
+def _work(predictions: Sequence[Prediction]) -> float:
+    """Tokens processed for these predictions; classification rows (no token counts) count one each."""
+    tokens = sum(p.prompt_tokens + p.new_tokens for p in predictions)
+    return float(tokens) if tokens else float(len(predictions))
 
 
 def _folder_bytes(path: Path) -> int:

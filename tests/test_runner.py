@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers_models import adapter_factory, tiny_bert, tiny_llama, tiny_t5  # noqa: F401
+from helpers_models import adapter_factory, single_thread, tiny_bert, tiny_llama, tiny_t5  # noqa: F401
 
 from harness import engine
 from harness.adapters import resolve_adapters
@@ -110,6 +110,15 @@ def test_second_identical_run_makes_no_model_call(tiny_llama, adapter_factory, t
     spec = run_spec(tiny_llama, [adapter], ("tiny_gen", "tiny_cls"), batch_size=4)
     first = execute(spec, store)
     assert sum(o.computed for o in first.outcomes) == 2 * (12 + 10)
+    generation = [o for o in first.outcomes if o.task == "tiny_gen"]
+    for outcome in generation:
+        timing = store.timing(outcome.cell_id)
+        assert timing["examples"] == 12 and timing["generated_tokens"] > 0
+        assert timing["peak_memory_bytes"] > 0 and timing["memory_kind"] in ("rss", "cuda")
+        assert 0 < timing["latency_p50"] <= timing["latency_p95"]
+        assert timing["flops"] > 0 and timing["mfu"] is not None and timing["mfu"] > 0
+    # base and adapter shared the mixed batches: their shares of the stream add up to one
+    assert sum(store.timing(o.cell_id)["share_of_stream"] for o in generation) == pytest.approx(1.0)
 
     def no_model_call(*args, **kwargs):
         raise AssertionError("the engine was called although every prediction is cached")
