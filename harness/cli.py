@@ -336,6 +336,7 @@ def gate(
     seed: int = 0,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle")] = False,
     store: StoreOption = None,
+    include_path: IncludePath = None,
 ) -> None:
     """Decide whether a candidate adapter may replace the baseline: exit 0 keep, 1 regression, 2 error."""
     from harness.gate import GateSettings, run_gate
@@ -356,8 +357,11 @@ def gate(
             limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed,
         )
         with _progress(console) as progress:
-            cells = evaluate_sides(spec, results, refs, progress)
-    inputs = [gate_input(results, name, cell_for(refs[0], name, cells, results), cell_for(refs[1], name, cells, results), metric or ()) for name in tasks]
+            cells = evaluate_sides(spec, results, include_path or [], progress)
+    inputs = [
+        gate_input(results, name, cell_for(refs[0], name, cells, results), cell_for(refs[1], name, cells, results), metric or (), include_path or [])
+        for name in tasks
+    ]
     report = run_gate(inputs, settings)
     typer.echo(report.to_markdown())
     if junit:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.adapters import ZOO_DIR, resolve_adapters
 from harness.data import load_examples
@@ -65,11 +66,11 @@ def cells_to_run(refs: Sequence[SideRef]) -> tuple[list[AdapterSpec], bool]:
     return adapters, any(ref.is_base for ref in refs)
 
 
-def side_from_cell(store: Store, cell_id: int) -> Side:
+def side_from_cell(store: Store, cell_id: int, include_paths: Sequence[Path] = ()) -> Side:
     cell = store.cell(cell_id)
     if cell.status != "done":
         raise HarnessError(f"Cell {cell_id} ({cell.task}, {cell.label}) is {cell.status}, not done; re-run it first.")
-    task = task_registry().get(cell.task)
+    task = task_registry(include_paths).get(cell.task)
     predictions = store.cell_predictions(cell_id)
     by_id = {example.id: example for example in load_examples(task, cell.split)}
     examples = [by_id[p.example_id] for p in predictions]
@@ -84,24 +85,28 @@ def side_from_cell(store: Store, cell_id: int) -> Side:
     )
 
 
-def gate_input(store: Store, task_name: str, baseline_cell: int, candidate_cell: int, keys: Sequence[str]) -> GateInput:
-    task = task_registry().get(task_name)
+def gate_input(
+    store: Store, task_name: str, baseline_cell: int, candidate_cell: int, keys: Sequence[str], include_paths: Sequence[Path] = ()
+) -> GateInput:
+    task = task_registry(include_paths).get(task_name)
     metrics = [get_metric(name, task.folder) for name in task.metrics]
     return GateInput(
         task=task_name,
         metrics=metrics,
-        baseline=side_from_cell(store, baseline_cell),
-        candidate=side_from_cell(store, candidate_cell),
+        baseline=side_from_cell(store, baseline_cell, include_paths),
+        candidate=side_from_cell(store, candidate_cell, include_paths),
         keys=tuple(keys),
         do_sample=task.generation.do_sample,
     )
 
 
-def evaluate_sides(spec: RunSpec, store: Store, refs: Sequence[SideRef], progress=None) -> dict[tuple[str, str], int]:
+def evaluate_sides(
+    spec: RunSpec, store: Store, include_paths: Sequence[Path] = (), progress: Any = None
+) -> dict[tuple[str, str], int]:
     """Run (or fetch from the cache) every adapter cell the gate needs: (task, label) -> cell id."""
     from harness.runner import execute
 
-    result = execute(spec, store, progress=progress)
+    result = execute(spec, store, include_paths, progress=progress)
     failed = [o for o in result.outcomes if o.status != "done"]
     if failed:
         first = failed[0]
