@@ -299,6 +299,37 @@ def export_lm_eval(
     typer.echo(f"run them with: lm_eval --model hf --model_args pretrained=MODEL --include_path {out} --tasks {','.join(names)}")
 
 
+# diagnose ---------------------------------------------------------------------------------
+@app.command()
+def diagnose(
+    adapter: Annotated[Path, typer.Option(help="PEFT adapter folder.")],
+    model: Annotated[Optional[str], typer.Option(help="Its base, for relative update sizes (and --intruders).")] = None,
+    intruders: Annotated[bool, typer.Option("--intruders", help="Count intruder dimensions (needs --model; slow: a top-k SVD per layer).")] = False,
+    weightwatcher: Annotated[bool, typer.Option("--weightwatcher", help="Add weightwatcher's power-law metrics of the merged layers.")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the per-layer records as JSON.")] = None,
+) -> None:
+    """Spectral diagnostics of an adapter's weights, exact from its low-rank factors; no task is run."""
+    from harness.spectral import diagnose as diagnose_adapter
+    from harness.spectral import print_diagnostics, to_records
+
+    if intruders and not model:
+        raise HarnessError("--intruders compares the adapted weights with the base's; pass --model too.")
+    base_weights, token_text = None, None
+    if model:
+        from harness.models import load_base
+        from harness.spec import ModelSpec
+
+        base = load_base(ModelSpec(name=model))
+        base_weights = base.model.state_dict()
+        token_text = lambda token_id: base.tokenizer.decode([token_id])  # noqa: E731
+    result = diagnose_adapter(
+        adapter, base_weights=base_weights, intruder_k=10 if intruders else 0, weightwatcher=weightwatcher, token_text=token_text
+    )
+    print_diagnostics(result, _console())
+    if json_out:
+        json_out.write_text(json.dumps(to_records(result), indent=2, default=float), encoding="utf-8")
+
+
 # report -----------------------------------------------------------------------------------
 @app.command()
 def report(

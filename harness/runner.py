@@ -124,6 +124,8 @@ class GroupRunner:
         host = AdapterHost(base)
         base_facts = {"kind": base.kind, "dtype": str(base.dtype).removeprefix("torch."), "load_in_4bit": self.spec.model.load_in_4bit}
         attached, failures = self._attach(host, tasks)
+        if self.spec.spectral:
+            self._store_spectra(base, attached)
         outcomes = list(failures)
         for task in tasks:
             outcomes += self._run_task(host, base, base_facts, task, attached)
@@ -146,6 +148,20 @@ class GroupRunner:
                     host.remove(adapter.name)
                 failures += [self._fail_cell(task, adapter, str(error)) for task in tasks]
         return attached, failures
+
+    def _store_spectra(self, base: Any, attached: dict[str, Any]) -> None:
+        """Spectral diagnostics of every attached adapter against this base (exact, from the factors).
+
+        Intruder dimensions are left to `harness diagnose --intruders`: they need a top-k SVD of every
+        merged layer (about half a second per layer on 2 cores), which would dwarf a small run.
+        """
+        from harness.spectral import diagnose, to_records
+
+        weights = base.model.state_dict()
+        for info in attached.values():
+            if not self.store.spectra(info.weights_hash):
+                records = to_records(diagnose(info.path, base_weights=weights, intruder_k=0))
+                self.store.set_spectra(info.weights_hash, records)
 
     def _probe_prompts(self, host: Any, tasks: Sequence[TaskSpec]) -> list[str] | None:
         if not tasks:

@@ -349,15 +349,23 @@ class Store:
         return json.loads(row["summary_json"]) if row else None
 
     def set_spectra(self, adapter_hash: str, records: Sequence[Mapping[str, Any]]) -> None:
+        """Per-layer records of one adapter's weights (harness.spectral.to_records), replacing older ones."""
         with self.transaction() as connection:
+            connection.execute("DELETE FROM spectra WHERE adapter_hash=?", (adapter_hash,))
             connection.executemany(
-                "INSERT OR REPLACE INTO spectra (adapter_hash, layer, record_json) VALUES (?, ?, ?)",
-                [(adapter_hash, str(record.get("layer", index)), json.dumps(record, default=float)) for index, record in enumerate(records)],
+                "INSERT INTO spectra (adapter_hash, layer, record_json) VALUES (?, ?, ?)",
+                [(adapter_hash, _spectrum_key(index, record), json.dumps(record, default=float)) for index, record in enumerate(records)],
             )
 
     def spectra(self, adapter_hash: str) -> list[dict[str, Any]]:
         rows = self.connection.execute("SELECT record_json FROM spectra WHERE adapter_hash=? ORDER BY layer", (adapter_hash,))
         return [json.loads(row["record_json"]) for row in rows]
+
+
+def _spectrum_key(index: int, record: Mapping[str, Any]) -> str:
+    """Unique per record: DoRA has two rows per layer (its LoRA part and its full delta)."""
+    parts = [str(record.get("record", "")), str(record.get("layer", index)), str(record.get("delta", ""))]
+    return ":".join(parts)
 
 
 def _db_value(value: Any) -> Any:

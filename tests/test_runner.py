@@ -188,3 +188,23 @@ def test_sigkill_mid_run_then_resume_gives_one_prediction_per_example(tiny_llama
     cells = store.cells()
     assert [cell.status for cell in cells] == ["done", "done"]
     assert all(len(store.cell_predictions(cell.cell_id)) == 40 for cell in cells)
+
+
+def test_spectral_run_stores_per_layer_diagnostics(tiny_llama, adapter_factory, tasks_dir, tmp_path) -> None:
+    adapter = adapter_factory(tiny_llama, "causal", "lora", seed=1)
+    store = Store(tmp_path / "s.sqlite")
+    result = execute(run_spec(tiny_llama, [adapter], ("tiny_cls",), spectral=True, limit=2), store)
+    cell = next(c for c in store.cells(run_id=result.run_id) if c.adapter)
+    records = store.spectra(cell.adapter_hash)
+    layers = [r for r in records if r["record"] == "layer"]
+    assert len(layers) == 4  # q_proj and v_proj of two layers
+    assert all(r["relative_update"] > 0 and r["kind"] == "lowrank-exact" for r in layers)
+    assert [r for r in records if r["record"] == "summary"][0]["median_stable_rank"] > 0
+
+
+def test_diagnose_cli_prints_a_table(tiny_llama, adapter_factory) -> None:
+    adapter = adapter_factory(tiny_llama, "causal", "lora", seed=1)
+    result = subprocess.run([sys.executable, "-m", "harness.cli", "diagnose", "--adapter", str(adapter), "--model", str(tiny_llama)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "median stable rank" in result.stdout and "q_proj" in result.stdout
