@@ -299,6 +299,51 @@ def export_lm_eval(
     typer.echo(f"run them with: lm_eval --model hf --model_args pretrained=MODEL --include_path {out} --tasks {','.join(names)}")
 
 
+# train and the zoo --------------------------------------------------------------------------
+@app.command()
+def train(
+    recipe: Annotated[str, typer.Option(help="Recipe name (adapters_zoo/recipes/NAME.yaml) or a recipe YAML path.")],
+    task: Annotated[str, typer.Option(help="Task to train on (its train split; dev split for early stopping).")],
+    model: Annotated[Optional[str], typer.Option(help="Base (default: minilm-l6 for classification, smollm2-135m otherwise).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Adapter folder (default adapters_zoo/<base>/<task>/<recipe>).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(min=1)] = None,
+    train_limit: Annotated[Optional[int], typer.Option(min=1, help="Train on at most N examples.")] = None,
+    dev_limit: Annotated[Optional[int], typer.Option(min=1)] = None,
+    epochs: Annotated[Optional[float], typer.Option()] = None,
+    max_seq_length: Annotated[Optional[int], typer.Option(min=8)] = None,
+    learning_rate: Annotated[Optional[float], typer.Option()] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+) -> None:
+    """Train an adapter from a recipe (transformers Trainer + PEFT); resumes from its last checkpoint."""
+    from harness.train import TrainOverrides, train_adapter
+
+    overrides = TrainOverrides(
+        max_steps=max_steps, train_limit=train_limit, dev_limit=dev_limit, epochs=epochs,
+        max_seq_length=max_seq_length, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
+    )
+    path = train_adapter(recipe, task, model, output, overrides)
+    typer.echo(f"adapter written: {path}")
+
+
+@app.command()
+def adapters() -> None:
+    """List the adapter zoo: method, rank, trainable parameters, size, task, when trained."""
+    from rich.table import Table
+
+    from harness.train import list_zoo
+
+    table = Table(title="adapters_zoo")
+    for column in ("base", "task", "recipe", "method", "rank", "trainable", "size", "dev loss", "trained"):
+        table.add_column(column)
+    for entry in list_zoo():
+        table.add_row(
+            entry.base, entry.task, entry.recipe, entry.method, str(entry.rank or "-"), f"{entry.trainable_params:,}",
+            f"{entry.adapter_bytes / 1e6:.2f} MB", f"{entry.best_dev_loss:.3f}", entry.trained_at[:16],
+        )
+    _console().print(table)
+
+
 # diagnose ---------------------------------------------------------------------------------
 @app.command()
 def diagnose(

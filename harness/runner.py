@@ -412,11 +412,37 @@ def execute(
             load_examples(task, limit=1)
     run_id = run_id_for(spec)
     store.start_run(run_id, spec.model_dump(mode="json"))
-    outcomes = make_executor(executor, ray_address).run(spec, run_id, tasks, store, progress)
+    runner = make_executor(executor, ray_address)
+    outcomes = [o for group in base_groups(spec) for o in runner.run(group, run_id, tasks, store, progress)]
     store.finish_run(run_id, "done" if all(o.status == "done" for o in outcomes) else "failed")
     result = RunResult(run_id, outcomes)
     result.results_file = write_results(result, spec, results_dir or store.path.parent / "runs")
     return result
+
+
+def trained_in_4bit(adapter: AdapterSpec) -> bool:
+    """QLoRA adapters say so in their card: they are evaluated on the 4-bit base they were trained on."""
+    card = Path(adapter.path) / "card.json"
+    if not card.is_file():
+        return False
+    try:
+        return bool(json.loads(card.read_text(encoding="utf-8")).get("load_in_4bit", False))
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def base_groups(spec: RunSpec) -> list[RunSpec]:
+    """One RunSpec per base to load: the base as asked, and its 4-bit form for QLoRA adapters."""
+    if spec.model.load_in_4bit:
+        return [spec]
+    quantized = tuple(a for a in spec.adapters if trained_in_4bit(a))
+    if not quantized:
+        return [spec]
+    plain = spec.model_copy(update={"adapters": tuple(a for a in spec.adapters if a not in quantized)})
+    four_bit = spec.model_copy(
+        update={"adapters": quantized, "include_base": False, "model": spec.model.model_copy(update={"load_in_4bit": True})}
+    )
+    return [group for group in (plain, four_bit) if group.adapters or group.include_base]
 
 
 def make_executor(name: str, ray_address: str | None = None) -> Any:
