@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from helpers_models import adapter_factory, single_thread, tiny_llama  # noqa: F401
-from test_runner import CLS_TASK, GEN_TASK, make_task
+from helpers_tasks import CLS_TASK, GEN_TASK, make_task
 
 
 def gate(*args: str) -> subprocess.CompletedProcess[str]:

@@ -15,40 +15,12 @@ from harness.errors import HarnessError
 from harness.runner import execute, make_executor
 from harness.spec import ModelSpec, RunSpec
 from harness.store import Prediction, Store
+from helpers_tasks import CLS_TASK as TINY_CLS
+from helpers_tasks import GEN_TASK as TINY_GEN
+from helpers_tasks import make_task, task_body
 
-GEN_TASK = """
-name: ray_gen
-dataset: {format: python, python: "rows.py:load_split"}
-fields: {id: id, inputs: [text], references: [answer]}
-prompts: {default: "{text} ->"}
-generation: {max_new_tokens: 10, stop: ["."]}
-metrics: [bleu]
-"""
-CLS_TASK = """
-name: ray_cls
-dataset: {format: python, python: "rows.py:load_split"}
-fields: {id: id, inputs: [text], label: label}
-output_type: multiple_choice
-prompts: {default: "{text} ? answer:"}
-choices: [" no", " yes"]
-metrics: [accuracy]
-"""
-ROWS = """
-import random
-
-def load_split(split, data_dir):
-    words = "the quick brown fox jumps over lazy dog resume name email phone skills museum city".split()
-    rng = random.Random(3)
-    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) for _ in range(6)]
-    return [{"id": f"ex{i}", "text": t, "answer": " ".join(t.split()[:3]), "label": i % 2} for i, t in enumerate(texts)]
-"""
-
-
-def make_task(folder: Path, body: str) -> None:
-    task_dir = folder / body.split("name: ")[1].split()[0]
-    task_dir.mkdir(parents=True)
-    (task_dir / "task.yaml").write_text(body, encoding="utf-8")
-    (task_dir / "rows.py").write_text(ROWS, encoding="utf-8")
+GEN_TASK = task_body(TINY_GEN, name="ray_gen", max_new_tokens="10")
+CLS_TASK = task_body(TINY_CLS, name="ray_cls")
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +33,8 @@ def local_ray():
 @pytest.fixture()
 def tasks_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "tasks"
-    make_task(folder, GEN_TASK)
-    make_task(folder, CLS_TASK)
+    make_task(folder, GEN_TASK, 6)
+    make_task(folder, CLS_TASK, 6)
     monkeypatch.setenv("HARNESS_TASKS_PATH", str(folder))  # forwarded to the workers
     return folder
 

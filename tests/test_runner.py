@@ -12,57 +12,13 @@ from pathlib import Path
 
 import pytest
 from helpers_models import adapter_factory, single_thread, tiny_bert, tiny_llama, tiny_t5  # noqa: F401
+from helpers_tasks import CLS_TASK, GEN_TASK, make_task
 
 from harness import engine
 from harness.adapters import resolve_adapters
 from harness.runner import execute
 from harness.spec import ModelSpec, RunSpec
 from harness.store import Store
-
-WORDS = "the quick brown fox jumps over lazy dog resume name email phone skills museum city history".split()
-
-GEN_TASK = """
-name: tiny_gen
-dataset: {format: python, python: "rows.py:load_split"}
-fields: {id: id, inputs: [text], references: [answer]}
-prompts: {default: "{text} ->"}
-generation: {max_new_tokens: 12, stop: ["."]}
-metrics: [bleu]
-"""
-
-CLS_TASK = """
-name: tiny_cls
-dataset: {format: python, python: "rows.py:load_split"}
-fields: {id: id, inputs: [text], label: label}
-output_type: multiple_choice
-prompts: {default: "{text} ? answer:"}
-choices: [" no", " yes"]
-metrics: [accuracy]
-"""
-
-ROWS = '''
-import random
-
-WORDS = {words!r}
-
-def load_split(split, data_dir):
-    rng = random.Random(7)
-    rows = []
-    for index in range({count}):
-        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 14)))
-        rows.append({{"id": f"ex{{index:03d}}", "text": text, "answer": " ".join(text.split()[:3]), "label": index % 2}})
-    return rows
-'''
-
-
-def make_task(folder: Path, body: str, count: int) -> Path:
-    name = body.split("name: ")[1].split()[0]
-    task_dir = folder / name
-    task_dir.mkdir(parents=True, exist_ok=True)
-    (task_dir / "task.yaml").write_text(body, encoding="utf-8")
-    (task_dir / "rows.py").write_text(ROWS.format(words=WORDS, count=count), encoding="utf-8")
-    return folder
-
 
 @pytest.fixture()
 def tasks_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
