@@ -450,7 +450,10 @@ def gate(
 def main() -> None:
     """Console entry point: user errors are one sentence and exit code 2, not a traceback."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns a command's exit code instead of exiting.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except HarnessError as error:
         if _debug:
             raise

@@ -164,3 +164,15 @@ def test_diagnose_cli_prints_a_table(tiny_llama, adapter_factory) -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "median stable rank" in result.stdout and "q_proj" in result.stdout
+
+
+def test_cli_exits_1_when_a_cell_failed(tiny_llama, adapter_factory, tmp_path) -> None:
+    tasks = make_task(tmp_path / "tasks", CLS_TASK, 4)
+    broken = broken_adapter(adapter_factory(tiny_llama, "causal", "lora", seed=1), tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--task", "tiny_cls", "--model", str(tiny_llama), "--adapter", str(broken),
+         "--store", str(tmp_path / "s.sqlite"), "--include-path", str(tasks)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "broken_lora" in result.stdout and "failed" in result.stdout
