@@ -349,7 +349,10 @@ class GroupRunner:
         report = score_examples(task, examples, [p.prediction for p in predictions], seed=self.spec.seed)
         self.store.set_metrics(job.cell_id, report.corpus)
         self.store.set_example_scores(job.cell_id, [(e.id, s) for e, s in zip(examples, report.per_example)])
-        timing = self._cell_timing(job, stream, cost, share) if computed else self.store.timing(job.cell_id) or {}
+        if computed:
+            timing = self._cell_timing(job, stream, cost, share)
+        else:  # every answer came from the store: keep the timing of the run that made them
+            timing = self.store.timing(job.cell_id) or self.store.earlier_timing(job.cell_id) or {}
         self.store.set_timing(job.cell_id, timing)
         self.store.set_cell_status(job.cell_id, "done")
         metrics = {name: {"value": v.value, "low": v.low, "high": v.high} for name, v in report.corpus.items()}

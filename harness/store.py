@@ -344,6 +344,20 @@ class Store:
             "INSERT OR REPLACE INTO timings (cell_id, summary_json) VALUES (?, ?)", (cell_id, json.dumps(summary, default=str))
         )
 
+    def earlier_timing(self, cell_id: int) -> dict[str, Any] | None:
+        """Timing of the newest other cell that measured the same work (same task, weights and settings).
+
+        A cell served wholly from the cache measured nothing itself; it shows when its answers were made.
+        """
+        row = self.connection.execute(
+            "SELECT t.summary_json FROM cells c JOIN cells o ON o.task = c.task AND o.base_hash IS c.base_hash"
+            " AND o.adapter_hash IS c.adapter_hash AND o.settings_json = c.settings_json AND o.cell_id != c.cell_id"
+            " JOIN timings t ON t.cell_id = o.cell_id WHERE c.cell_id = ? AND t.summary_json != '{}'"
+            " ORDER BY o.updated DESC LIMIT 1",
+            (cell_id,),
+        ).fetchone()
+        return json.loads(row["summary_json"]) if row else None
+
     def timing(self, cell_id: int) -> dict[str, Any] | None:
         row = self.connection.execute("SELECT summary_json FROM timings WHERE cell_id=?", (cell_id,)).fetchone()
         return json.loads(row["summary_json"]) if row else None

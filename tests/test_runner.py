@@ -85,6 +85,11 @@ def test_second_identical_run_makes_no_model_call(tiny_llama, adapter_factory, t
     assert [o.status for o in second.outcomes] == ["done"] * 4
     assert sum(o.computed for o in second.outcomes) == 0
     assert [o.metrics for o in second.outcomes] == [o.metrics for o in first.outcomes]
+    # another run (batch size is not part of a prediction's key) is served from the cache too, and its
+    # cells show the timing of the run that made their answers
+    third = execute(spec.model_copy(update={"batch_size": 2}), store)
+    assert third.run_id != first.run_id and sum(o.computed for o in third.outcomes) == 0
+    assert [store.timing(o.cell_id) for o in third.outcomes] == [store.timing(o.cell_id) for o in first.outcomes]
     assert store.count_predictions() == 2 * (12 + 10)
 
 
