@@ -1,9 +1,9 @@
 """Plans the (base x adapter x task) matrix and runs it: one base load, adapters swapped in place.
 
-The plan is pure data (`plan_cells`); `run_group` executes one base with its adapters, which is
-the unit of work an executor hands out (locally, or to a Ray worker). Predictions go to the store
-the moment they are made, so a killed run resumes where it stopped; a cell whose predictions are
-all cached makes no model call at all.
+`base_groups` splits a RunSpec into the bases to load; `GroupRunner` runs one base with its
+adapters, which is the unit of work an executor hands out (locally, or to a Ray worker).
+Predictions go to the store the moment they are made, so a killed run resumes where it stopped;
+a cell whose predictions are all cached makes no model call at all.
 """
 
 from __future__ import annotations
@@ -75,11 +75,6 @@ def resolve_tasks(spec: RunSpec, include_paths: Sequence[Path] = ()) -> list[Any
     return [resolve_lm_eval_task(name, include_paths) if is_lm_eval_name(name) else registry.get(name) for name in spec.tasks]
 
 
-def plan_cells(spec: RunSpec, tasks: Sequence[TaskSpec]) -> list[CellPlan]:
-    variants: list[AdapterSpec | None] = ([None] if spec.include_base else []) + list(spec.adapters)
-    return [CellPlan(task, adapter) for task in tasks for adapter in variants]
-
-
 def settings_for(spec: RunSpec, task: TaskSpec, base_facts: dict[str, Any]) -> dict[str, Any]:
     """Everything besides weights, prompt and example that changes an answer (batch size does not)."""
     generation = task.generation.model_dump(mode="json")
@@ -144,7 +139,7 @@ class GroupRunner:
                     host.probe(adapter.name, probe_prompts)
                 attached[adapter.name] = info
             except CellError as error:
-                if adapter.name in getattr(host, "adapters", {}):
+                if adapter.name in host.adapters:
                     host.remove(adapter.name)
                 failures += [self._fail_cell(task, adapter, str(error)) for task in tasks]
         return attached, failures
