@@ -523,6 +523,7 @@ class AdapterHost:
         self.adapters: dict[str, AttachedAdapter] = {}
         self._lora: Any = None  # the one PeftModel shared by all LoRA-family adapters
         self._own: dict[str, Any] = {}  # name -> its own PeftModel (IA3, prompt tuning, …)
+        self._probe_base: dict[tuple[str, ...], Any] = {}  # probe prompts -> the base's logits
 
     # ------------------------------------------------------------ attach / detach
 
@@ -642,7 +643,10 @@ class AdapterHost:
 
         self._require(name)
         with torch.inference_mode():
-            base = last_logits(self, [None] * len(prompts), prompts)
+            key = tuple(prompts)
+            if key not in self._probe_base:  # the base's side is the same for every adapter: compute it once
+                self._probe_base[key] = last_logits(self, [None] * len(prompts), prompts)
+            base = self._probe_base[key]
             tuned = last_logits(self, [name] * len(prompts), prompts)
         diff = float((base - tuned).abs().max())
         if diff == 0.0:

@@ -21,7 +21,10 @@ from harness.spec import PROMPT_VERSION, AdapterSpec, Example, RunSpec, TaskSpec
 from harness.store import Prediction, Store, prediction_key
 
 BASE_LABEL = "base"
-PROBE_SIZE = 4
+# The probe only has to show that an adapter changes the logits at all: two short prompts do,
+# and cost little next to the run (every adapter pays for its own probe forward).
+PROBE_SIZE = 2
+PROBE_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -166,8 +169,8 @@ class GroupRunner:
         task = tasks[0]
         examples = load_examples(task, limit=PROBE_SIZE)
         if host.base.kind == "encoder":
-            return [classify_texts(task, example)[0] for example in examples]
-        return [render(task, example, self.spec.prompt, host.base.tokenizer) for example in examples]
+            return [classify_texts(task, example)[0][:PROBE_CHARS] for example in examples]
+        return [render(task, example, self.spec.prompt, host.base.tokenizer)[-PROBE_CHARS:] for example in examples]
 
     def _fail_cell(self, task: TaskSpec, adapter: AdapterSpec | None, error: str) -> CellOutcome:
         label = adapter.name if adapter else BASE_LABEL
