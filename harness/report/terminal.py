@@ -22,7 +22,7 @@ def _rows_tables(title: str, rows: Sequence[dict[str, Any]]) -> list[Table]:
     tables = []
     for task in dict.fromkeys(row["task"] for row in rows):
         task_rows = [row for row in rows if row["task"] == task]
-        metric_names = sorted({name for row in task_rows for name in row["metrics"]})
+        metric_names = _shown_metrics({name for row in task_rows for name in row["metrics"]})
         table = Table(title=f"{task}: {title}")
         for column in ("adapter", "status", *metric_names, "ex/s", "tok/s"):
             table.add_column(column, overflow="fold")
@@ -33,6 +33,19 @@ def _rows_tables(title: str, rows: Sequence[dict[str, Any]]) -> list[Table]:
             table.add_row(row["adapter"], status, *cells, _rate(timing.get("examples_per_s")), _rate(timing.get("generated_tokens_per_s")))
         tables.append(table)
     return tables
+
+
+MAX_COLUMNS = 5
+
+
+def _shown_metrics(names: set[str]) -> list[str]:
+    """At most MAX_COLUMNS metrics in a terminal: per-field details (f1_name, …) give way first.
+
+    Every key is still in the store, results.json and the HTML report.
+    """
+    if len(names) > MAX_COLUMNS:
+        names = {name for name in names if not name.startswith("f1_")} or names
+    return sorted(names)[:MAX_COLUMNS]
 
 
 def _rate(value: float | None) -> str:
