@@ -194,17 +194,10 @@ def data_path(data_dir: Path | None) -> Path:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise HarnessError(f"Line {number} of {path} is not valid JSON ({error.msg}); restore the file "
-                                   f"from its source named in SOURCE.md.") from None
-    return records
+    """The annotated resumes, one JSON object per line (the harness's shared JSONL reader)."""
+    from harness.data import read_jsonl
+
+    return read_jsonl(path)
 
 
 def load_split(split: str, data_dir: Path | None = None) -> list[dict[str, str]]:
