@@ -314,14 +314,23 @@ def train(
     learning_rate: Annotated[Optional[float], typer.Option()] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
+    precision: Annotated[Optional[str], typer.Option(help="auto (bf16 autocast where the hardware has fast bf16), fp32 or bf16.")] = None,
 ) -> None:
     """Train an adapter from a recipe (transformers Trainer + PEFT); resumes from its last checkpoint."""
     from harness.train import TrainOverrides, train_adapter
 
-    overrides = TrainOverrides(
-        max_steps=max_steps, train_limit=train_limit, dev_limit=dev_limit, epochs=epochs,
-        max_seq_length=max_seq_length, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
-    )
+    from pydantic import ValidationError
+
+    try:
+        overrides = TrainOverrides(
+            max_steps=max_steps, train_limit=train_limit, dev_limit=dev_limit, epochs=epochs,
+            max_seq_length=max_seq_length, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
+            precision=precision,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-")
+        raise HarnessError(f"Option {option}: {first['msg']}; got {first['input']!r}.") from exc
     path = train_adapter(recipe, task, model, output, overrides)
     typer.echo(f"adapter written: {path}")
 

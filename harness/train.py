@@ -67,6 +67,7 @@ class TrainOverrides(Frozen):
     grad_accum: int | None = Field(None, ge=1)
     learning_rate: float | None = Field(None, gt=0)
     seed: int | None = None
+    precision: Literal["auto", "fp32", "bf16"] | None = None
 
     def apply(self, budget: TrainBudget) -> TrainBudget:
         names = {"train_limit": "max_train_examples", "dev_limit": "max_dev_examples"}
@@ -100,6 +101,7 @@ class AdapterCard(Frozen):
     trainable_params: int
     adapter_bytes: int
     save_dtype: str
+    bf16_autocast: bool = False  # trained under bf16 autocast (budget.precision resolved on this machine)
     train_loss: list[tuple[int, float]]  # (optimizer step, loss)
     dev_loss: list[tuple[int, float]]
     best_dev_loss: float  # of the saved (best) checkpoint, before rounding to save_dtype
@@ -340,7 +342,7 @@ def make_trainer(model: Any, budget: TrainBudget, train: Features, dev: Features
         logging_steps=1, logging_first_step=True, seed=budget.seed, data_seed=budget.seed, report_to=[],
         use_cpu=base.device.type == "cpu", dataloader_num_workers=0, remove_unused_columns=False,
         label_names=["labels"], disable_tqdm=True, save_only_model=False,
-        bf16=False, fp16=False,
+        bf16=uses_bf16(budget, base), fp16=False,
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=train.rows, eval_dataset=dev.rows,
@@ -354,6 +356,23 @@ def make_trainer(model: Any, budget: TrainBudget, train: Features, dev: Features
     if bar is not None:
         trainer.add_callback(bar)
     return trainer
+
+
+def uses_bf16(budget: TrainBudget, base: LoadedBase) -> bool:
+    """bf16 autocast for the budget's precision on this device (see TrainBudget.precision).
+
+    Measured on a 2-core AMX CPU, SmolLM2 LoRA r16, 4 x 320 tokens: 189 tokens/s in fp32, 241 with bf16
+    autocast. A QLoRA base computes in its own compute dtype, so it keeps fp32 autocast-free training.
+    """
+    import torch
+
+    if budget.precision != "auto" or base.spec.load_in_4bit:
+        return budget.precision == "bf16"
+    if base.device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if base.device.type == "cpu":
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    return False
 
 
 def last_checkpoint(out: Path) -> str | None:
@@ -427,6 +446,8 @@ def train(
     # Trainer evaluates at the last step too, so the best checkpoint (now loaded) has a dev loss.
     best = trainer.state.best_metric
     final_dev = float(best) if best is not None else float(trainer.evaluate()["eval_loss"])
+    # Under bf16, accelerate wrapped model.forward in autocast; the model we return and save must not be.
+    model = trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     round_trainable(model, save_dtype)
     model.eval()
     save_adapter(model, out, save_dtype)
@@ -467,7 +488,7 @@ def make_card(recipe: Recipe, task: TaskSpec, base: LoadedBase, budget: TrainBud
         steps=int(state.global_step), epochs=round(float(state.epoch or 0.0), 4),
         stopped_early=state.global_step < state.max_steps,
         wall_time_s=round(wall, 2), trainable_params=int(trainable), adapter_bytes=weights.stat().st_size,
-        save_dtype=save_dtype, train_loss=curves[0], dev_loss=curves[1],
+        save_dtype=save_dtype, bf16_autocast=uses_bf16(budget, base), train_loss=curves[0], dev_loss=curves[1],
         best_dev_loss=final_dev,
         trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         versions={"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},

@@ -121,3 +121,9 @@ def test_score_classification_by_label_name(tmp_path: Path) -> None:
     result = harness("score", "--task", "glue_rte", "--predictions", str(predictions))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["metrics"]["accuracy"]["value"] == 1.0
+
+
+def test_bad_train_option_is_one_sentence() -> None:
+    result = harness("train", "--recipe", "lora_r8", "--task", "glue_sst2", "--precision", "fp16")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: Option --precision: Input should be 'auto', 'fp32' or 'bf16'; got 'fp16'."

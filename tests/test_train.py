@@ -197,6 +197,16 @@ def test_same_seed_same_adapter(tiny_llama: Path, tmp_path: Path) -> None:
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) == 0.0
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_is_recorded_and_the_returned_model_computes_unwrapped(precision: str, tiny_llama: Path,
+                                                                          tmp_path: Path) -> None:
+    # bf16 trains under accelerate's autocast wrapper; the model handed back must compute like a reload
+    result = _train("lora_r4", "hcm_qa", tiny_llama, tmp_path / precision, TINY.model_copy(update={"precision": precision}))
+    assert result.card.bf16_autocast is (precision == "bf16")
+    batch = _batch(result, "hcm_qa")
+    assert (_logits(result.model, batch) - _reloaded_logits(result, tiny_llama, batch)).abs().max().item() == 0.0
+
+
 def test_resumes_from_last_checkpoint(tiny_llama: Path, tmp_path: Path) -> None:
     out = tmp_path / "resume"
     first = _train("lora_r4", "hcm_qa", tiny_llama, out, TINY.model_copy(update={"learning_rate": 1e-3}),
