@@ -1,7 +1,7 @@
 """Sweep benchmark: K LoRA adapters on the same prompts, `harness run` vs K `lm_eval ... peft=` runs.
 
 Both sides get the same rendered prompts (resume_json test examples), greedy decoding, the same
-stop string and max_new_tokens, fp32 on the CPU. Prints both wall times, their ratio, and whether
+stop string and max_new_tokens, the same dtype (`--dtype`, float32 by default) on the CPU. Prints both wall times, their ratio, and whether
 the predictions agree; then compares the engine's generated tokens/s with a plain batched
 `model.generate` loop on the same batches (our overhead).
 
@@ -95,10 +95,11 @@ def write_lmeval_task(folder: Path, prompts: list[tuple[str, str]], max_new_toke
     )
 
 
-def run_lmeval(base_folder: Path, adapter: Path, task_dir: Path, out: Path, batch_size: int, limit: int) -> tuple[float, list[str]]:
+def run_lmeval(base_folder: Path, adapter: Path, task_dir: Path, out: Path, batch_size: int, limit: int,
+               dtype: str) -> tuple[float, list[str]]:
     command = [
         str(VENV_BIN / "lm_eval"), "--model", "hf",
-        "--model_args", f"pretrained={base_folder},peft={adapter},dtype=float32",
+        "--model_args", f"pretrained={base_folder},peft={adapter},dtype={dtype}",
         "--tasks", "bench_resume", "--include_path", str(task_dir), "--batch_size", str(batch_size),
         "--limit", str(limit), "--output_path", str(out), "--log_samples", "--device", "cpu",
     ]
@@ -111,9 +112,11 @@ def run_lmeval(base_folder: Path, adapter: Path, task_dir: Path, out: Path, batc
     return seconds, [row["filtered_resps"][0] if isinstance(row["filtered_resps"][0], str) else row["filtered_resps"][0][0] for row in rows]
 
 
-def run_harness(adapters: list[Path], store: Path, batch_size: int, limit: int, max_new_tokens: int) -> tuple[float, dict[str, list[str]]]:
+def run_harness(adapters: list[Path], store: Path, batch_size: int, limit: int, max_new_tokens: int,
+                dtype: str) -> tuple[float, dict[str, list[str]]]:
     command = [str(VENV_BIN / "harness"), "run", "--task", "resume_json", "--no-base", "--limit", str(limit),
-               "--batch-size", str(batch_size), "--max-new-tokens", str(max_new_tokens), "--store", str(store)]
+               "--batch-size", str(batch_size), "--max-new-tokens", str(max_new_tokens), "--store", str(store),
+               "--dtype", dtype]
     for adapter in adapters:
         command += ["--adapter", str(adapter)]
     started = time.perf_counter()
@@ -139,7 +142,8 @@ def agreement(ours: dict[str, list[str]], theirs: dict[str, list[str]]) -> tuple
     return exact, stripped, total
 
 
-def overhead(adapters: list[Path], prompts: list[tuple[str, str]], batch_size: int, max_new_tokens: int) -> dict[str, float]:
+def overhead(adapters: list[Path], prompts: list[tuple[str, str]], batch_size: int, max_new_tokens: int,
+             dtype: str) -> dict[str, float]:
     """Generated tokens/s of the engine vs a plain batched model.generate loop, per adapter, same batches."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
@@ -149,7 +153,7 @@ def overhead(adapters: list[Path], prompts: list[tuple[str, str]], batch_size: i
     from harness.spec import AdapterSpec, GenerationSettings, ModelSpec
 
     torch.manual_seed(0)
-    base = load_base(ModelSpec(name="smollm2-135m"))
+    base = load_base(ModelSpec(name="smollm2-135m", dtype=dtype))
     host = AdapterHost(base)
     names = []
     for folder in adapters:
@@ -210,8 +214,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="lm_eval's batch size")
     parser.add_argument("--harness-batch-size", type=int, default=32)
     parser.add_argument("--zoo", action="store_true", help="use the zoo's trained LoRA adapters")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="both sides compute in it")
     parser.add_argument("--skip-overhead", action="store_true")
-    parser.add_argument("--lmeval-cache", type=Path, help="reuse (or write) lm_eval's timings and predictions; "
+    parser.add_argument("--lmeval-cache", type=Path, help="reuse (or write) lm_eval's timings and predictions (one file per --dtype); "
                         "only comparable within one machine and session")
     args = parser.parse_args()
 
@@ -232,7 +237,7 @@ def main() -> None:
             if adapter.name in cached:  # same seeded adapters, prompts and settings as the run that wrote it
                 seconds, texts = cached[adapter.name]["seconds"], cached[adapter.name]["predictions"]
             else:
-                seconds, texts = run_lmeval(base_folder, adapter, task_dir, scratch / f"out_{adapter.name}", args.batch_size, args.examples)
+                seconds, texts = run_lmeval(base_folder, adapter, task_dir, scratch / f"out_{adapter.name}", args.batch_size, args.examples, args.dtype)
             lmeval_seconds[adapter.name], lmeval_predictions[adapter.name] = seconds, texts
             print(f"lm_eval {adapter.name}: {seconds:.1f} s{' (from --lmeval-cache)' if adapter.name in cached else ''}", flush=True)
         if args.lmeval_cache and not cached:
@@ -241,13 +246,13 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- |")
         for k in args.k:
             chosen = adapters[:k]
-            seconds, ours = run_harness(chosen, scratch / f"store_{k}.sqlite", args.harness_batch_size, args.examples, args.max_new_tokens)
+            seconds, ours = run_harness(chosen, scratch / f"store_{k}.sqlite", args.harness_batch_size, args.examples, args.max_new_tokens, args.dtype)
             theirs = {a.name: lmeval_predictions[a.name] for a in chosen}
             total = sum(lmeval_seconds[a.name] for a in chosen)
             exact, stripped, count = agreement(ours, theirs)
             print(f"| {k} | {seconds:.1f} | {total:.1f} | {total / seconds:.2f}x | {exact}/{count} / {stripped}/{count} |", flush=True)
         if not args.skip_overhead:
-            figures = overhead(adapters[: min(args.k)], prompts, args.batch_size, args.max_new_tokens)
+            figures = overhead(adapters[: min(args.k)], prompts, args.batch_size, args.max_new_tokens, args.dtype)
             ratio = figures["plain_tokens_per_s"] / figures["engine_tokens_per_s"]
             print(
                 f"\nengine {figures['engine_tokens_per_s']:.1f} tok/s vs plain generate loop {figures['plain_tokens_per_s']:.1f} tok/s "
