@@ -5,7 +5,8 @@ All inputs are already-rendered prompt strings. Requests are grouped by what may
 PEFT's `adapter_names`; DoRA, IA3 and prompt tuning are batched per adapter), sorted longest first
 (so padding is small and the first, largest batch shows memory trouble early) and chunked.
 
-Causal generation is our own decode loop over a `DynamicCache`: a row that hits EOS, a stop string or
+Causal generation is our own decode loop over a `DynamicCache` whose layers append in place
+(harness/kv_cache.py) and whose prefill projects only the last position onto the vocabulary: a row that hits EOS, a stop string or
 its token budget is reported at once through `on_result` and LEAVES the batch — its rows are dropped
 from the KV cache (`Cache.batch_select_indices`), the attention mask, the positions and the per-row
 adapter names — so finished sequences stop costing work. Left-padding columns that no remaining row
@@ -196,7 +197,7 @@ def _next_tokens(logits: torch.Tensor, settings: GenerationSettings) -> torch.Te
 def _decode_causal(host: AdapterHost, batch: list[GenRequest], settings: GenerationSettings) -> Iterator[GenResult]:
     """Our KV-cache decode loop; finished rows are yielded and dropped from the batch."""
     import torch
-    from transformers import DynamicCache
+    from harness.kv_cache import growing_cache
 
     base = host.base
     start = time.perf_counter()
@@ -206,7 +207,7 @@ def _decode_causal(host: AdapterHost, batch: list[GenRequest], settings: Generat
     inputs = with_prefix(route, enc["input_ids"], enc["attention_mask"])
     mask = inputs["attention_mask"]
     pos = positions(mask)
-    cache = DynamicCache(config=base.model.config)
+    cache = growing_cache(base.model.config, reserve=settings.max_new_tokens)
     out = route(**inputs, position_ids=pos, past_key_values=cache, use_cache=True, **_last_logits_only(base))
     logits, last_pos = out.logits[:, -1], pos[:, -1]
     check = _StopCheck(base, settings)
@@ -247,17 +248,11 @@ def _last_logits_only(base: LoadedBase) -> dict[str, int]:
 
 def _trim_left_padding(cache: Any, mask: torch.Tensor) -> torch.Tensor:
     """Drop leading cache columns that are padding for every remaining row (they only cost work)."""
-    from transformers.cache_utils import DynamicLayer
+    from harness.kv_cache import drop_leading_positions
 
     used = mask.any(dim=0).nonzero()
     first = int(used[0]) if used.numel() else 0
-    if first == 0 or not all(type(layer) is DynamicLayer for layer in cache.layers):
-        return mask
-    for layer in cache.layers:
-        if layer.is_initialized:
-            layer.keys = layer.keys[:, :, first:]
-            layer.values = layer.values[:, :, first:]
-    return mask[:, first:]
+    return mask[:, first:] if drop_leading_positions(cache, first) else mask
 
 
 def _generate_seq2seq(host: AdapterHost, batch: list[GenRequest], settings: GenerationSettings) -> Iterator[GenResult]:
