@@ -1,8 +1,8 @@
 """Sweep benchmark: K LoRA adapters on the same prompts, `harness run` vs K `lm_eval ... peft=` runs.
 
 Both sides get the same rendered prompts (resume_json test examples), greedy decoding, the same
-stop string and max_new_tokens, the same dtype (`--dtype`, float32 by default) on the CPU. Prints both wall times, their ratio, and whether
-the predictions agree; then compares the engine's generated tokens/s with a plain batched
+stop string and max_new_tokens, the same dtype (`--dtype`, float32 by default) on the CPU. Prints
+both wall times, their ratio, and whether the predictions agree; then compares the engine's generated tokens/s with a plain batched
 `model.generate` loop on the same batches (our overhead).
 
     .venv/bin/python bench/sweep_vs_lmeval.py --k 4 8 --examples 16 --max-new-tokens 64

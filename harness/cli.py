@@ -317,9 +317,9 @@ def train(
     precision: Annotated[Optional[str], typer.Option(help="auto (bf16 autocast where the hardware has fast bf16), fp32 or bf16.")] = None,
 ) -> None:
     """Train an adapter from a recipe (transformers Trainer + PEFT); resumes from its last checkpoint."""
-    from harness.train import TrainOverrides, train_adapter
-
     from pydantic import ValidationError
+
+    from harness.train import TrainOverrides, train_adapter
 
     try:
         overrides = TrainOverrides(

@@ -6,8 +6,9 @@ PEFT's `adapter_names`; DoRA, IA3 and prompt tuning are batched per adapter), so
 (so padding is small and the first, largest batch shows memory trouble early) and chunked.
 
 Causal generation is our own decode loop over a `DynamicCache` whose layers append in place
-(harness/kv_cache.py) and whose prefill projects only the last position onto the vocabulary: a row that hits EOS, a stop string or
-its token budget is reported at once through `on_result` and LEAVES the batch — its rows are dropped
+(harness/kv_cache.py); the prefill projects only the last position onto the vocabulary. A row that
+hits EOS, a stop string or its token budget is reported at once through `on_result` and LEAVES the
+batch — its rows are dropped
 from the KV cache (`Cache.batch_select_indices`), the attention mask, the positions and the per-row
 adapter names — so finished sequences stop costing work. Left-padding columns that no remaining row
 needs are trimmed from the cache as well. Positions are computed from the attention mask, so a prompt's
