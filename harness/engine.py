@@ -8,9 +8,8 @@ PEFT's `adapter_names`; DoRA, IA3 and prompt tuning are batched per adapter), so
 Causal generation is our own decode loop over a `DynamicCache` whose layers append in place
 (harness/kv_cache.py); the prefill projects only the last position onto the vocabulary. A row that
 hits EOS, a stop string or its token budget is reported at once through `on_result` and LEAVES the
-batch — its rows are dropped
-from the KV cache (`Cache.batch_select_indices`), the attention mask, the positions and the per-row
-adapter names — so finished sequences stop costing work. Left-padding columns that no remaining row
+batch — its rows are dropped from the KV cache (`Cache.batch_select_indices`), the attention mask,
+the positions and the per-row adapter names — so finished sequences stop costing work. Left-padding columns that no remaining row
 needs are trimmed from the cache as well. Positions are computed from the attention mask, so a prompt's
 logits do not depend on how much padding its batch needed.
 
