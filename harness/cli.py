@@ -370,11 +370,11 @@ def diagnose(
         raise HarnessError("--intruders compares the adapted weights with the base's; pass --model too.")
     base_weights, token_text = None, None
     if model:
-        from harness.models import load_base
+        from harness.models import dense_state_dict, load_base
         from harness.spec import ModelSpec
 
         base = load_base(ModelSpec(name=model))
-        base_weights = base.model.state_dict()
+        base_weights = dense_state_dict(base.model)
         token_text = lambda token_id: base.tokenizer.decode([token_id])  # noqa: E731
     result = diagnose_adapter(
         adapter, base_weights=base_weights, intruder_k=10 if intruders else 0, weightwatcher=weightwatcher, token_text=token_text

@@ -363,6 +363,34 @@ class Route:
         return self.module.generate(**inputs)
 
 
+def dense_state_dict(model: Any) -> dict[str, Any]:
+    """The model's state dict with 4-bit (bitsandbytes) linear weights dequantized to their real shape.
+
+    A QLoRA base's state dict holds packed uint8 storage, (out*in/2, 1), which spectral diagnostics
+    cannot compare with an adapter's (out, in) delta. Built from named parameters and buffers, not
+    `state_dict()`: bitsandbytes' state_dict un-repacks CPU-kernel weights in place, which changes
+    the model's next logits.
+    """
+    state = dict(model.named_parameters()) | dict(model.named_buffers())
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        quant_state = getattr(weight, "quant_state", None)
+        if quant_state is not None:
+            state[f"{name}.weight"] = _dequantize_4bit(weight.data, quant_state)
+    return state
+
+
+def _dequantize_4bit(data: Any, quant_state: Any) -> Any:
+    """Dense weight of a bitsandbytes 4-bit tensor. After its first no-grad forward on the CPU,
+    bitsandbytes repacks the weight for its bf16 kernel; undo that on copies (its inverse rewrites the
+    quant state it is given, and the module must keep computing with its own)."""
+    import bitsandbytes.functional as bnbf
+
+    if getattr(quant_state, "packing_format_for_cpu", False):
+        data, quant_state = bnbf._convert_weight_packed_for_cpu_inverse(data.clone(), copy.deepcopy(quant_state))
+    return bnbf.dequantize_4bit(data, quant_state)
+
+
 def _share_clone(module: Any) -> Any:
     """A structural copy of `module` whose parameters and buffers ARE the original tensors (no copy)."""
     memo: dict[int, Any] = {id(t): t for t in module.parameters()}

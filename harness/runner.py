@@ -153,9 +153,10 @@ class GroupRunner:
         Intruder dimensions are left to `harness diagnose --intruders`: they need a top-k SVD of every
         merged layer (about half a second per layer on 2 cores), which would dwarf a small run.
         """
+        from harness.models import dense_state_dict
         from harness.spectral import diagnose, to_records
 
-        weights = base.model.state_dict()
+        weights = dense_state_dict(base.model)
         for info in attached.values():
             if not self.store.spectra(info.weights_hash):
                 records = to_records(diagnose(info.path, base_weights=weights, intruder_k=0))

@@ -211,3 +211,22 @@ def test_load_in_4bit_with_lora(tiny_llama: Path, adapter_factory) -> None:
     host = AdapterHost(base)
     host.add(AdapterSpec(path=adapter_factory(tiny_llama, "causal"), name="q"))
     assert host.probe("q", PROMPTS) > 1e-3
+
+
+def test_dense_state_dict_dequantizes_4bit_weights(tiny_llama: Path) -> None:
+    from harness.models import dense_state_dict
+
+    full = load_base(ModelSpec(name=str(tiny_llama))).model.state_dict()
+    base = load_base(ModelSpec(name=str(tiny_llama), load_in_4bit=True))
+    key = "model.layers.0.self_attn.q_proj.weight"
+    before = dense_state_dict(base.model)[key].float()
+    assert before.shape == full[key].shape
+    assert ((before - full[key]).norm() / full[key].norm()).item() < 0.2  # NF4 rounding, not garbage
+    ids = torch.tensor([[1, 5, 9, 13]])
+    with torch.no_grad():
+        base.model(input_ids=ids)  # bitsandbytes may repack the weights for its CPU kernel here
+        logits = base.model(input_ids=ids).logits  # computed by the kernel that stays
+        after = dense_state_dict(base.model)[key].float()
+        again = base.model(input_ids=ids).logits
+    assert torch.allclose(after, before, rtol=0, atol=1e-2 * before.abs().max().item())
+    assert torch.equal(logits, again)  # reading the weights left the module's own quant state alone
