@@ -52,22 +52,19 @@ def growing_cache(config: Any, reserve: int) -> Any:
             self.values = self.value_buffer[:, :, :length]
 
         def batch_select_indices(self, indices: Any) -> None:
-            if self.get_seq_length() > 0:
-                length = self.get_seq_length()
+            length = self.get_seq_length()
+            if length:
                 self.key_buffer = self.key_buffer[indices]
                 self.value_buffer = self.value_buffer[indices]
                 self._expose(length)
 
         def drop_leading(self, count: int) -> None:
             """Forget the first `count` positions (left padding no remaining row attends to)."""
-            if count and self.get_seq_length() > 0:
-                length = self.get_seq_length()
+            length = self.get_seq_length()
+            if count and length:
                 self.key_buffer = self.key_buffer[:, :, count:]
                 self.value_buffer = self.value_buffer[:, :, count:]
                 self._expose(length - count)
-
-        def crop(self, tokens_to_remove: int) -> None:
-            super().crop(tokens_to_remove)  # keys/values stay views; the next update writes after them
 
         def batch_repeat_interleave(self, repeats: int) -> None:
             raise NotImplementedError("the engine's cache does not repeat rows (beam search is not supported)")

@@ -451,7 +451,7 @@ def train(
     round_trainable(model, save_dtype)
     model.eval()
     save_adapter(model, out, save_dtype)
-    card = make_card(recipe, task, base, budget, trainer.state, model, out, save_dtype, wall, final_dev, curves,
+    card = make_card(recipe, task, base, budget, trainer, model, out, save_dtype, wall, final_dev, curves,
                      (train_examples, dev_examples), train_rows.truncated + dev_rows.truncated)
     (out / CARD_FILE).write_text(json.dumps(card.model_dump(mode="json"), indent=1) + "\n", encoding="utf-8")
     if not keep_checkpoints:
@@ -468,7 +468,7 @@ def loss_curves(log_history: list[dict[str, Any]]) -> tuple[list[tuple[int, floa
 Curve = list[tuple[int, float]]
 
 
-def make_card(recipe: Recipe, task: TaskSpec, base: LoadedBase, budget: TrainBudget, state: Any, model: Any,
+def make_card(recipe: Recipe, task: TaskSpec, base: LoadedBase, budget: TrainBudget, trainer: Any, model: Any,
               out: Path, save_dtype: SaveDtype, wall: float, final_dev: float, curves: tuple[Curve, Curve],
               data: tuple[list[Example], list[Example]], truncated: int) -> AdapterCard:
     import peft
@@ -477,6 +477,7 @@ def make_card(recipe: Recipe, task: TaskSpec, base: LoadedBase, budget: TrainBud
 
     from harness.data import data_fingerprint
 
+    state = trainer.state
     trainable, _ = model.get_nb_trainable_parameters()
     weights = out / "adapter_model.safetensors"
     return AdapterCard(
@@ -488,7 +489,7 @@ def make_card(recipe: Recipe, task: TaskSpec, base: LoadedBase, budget: TrainBud
         steps=int(state.global_step), epochs=round(float(state.epoch or 0.0), 4),
         stopped_early=state.global_step < state.max_steps,
         wall_time_s=round(wall, 2), trainable_params=int(trainable), adapter_bytes=weights.stat().st_size,
-        save_dtype=save_dtype, bf16_autocast=uses_bf16(budget, base), train_loss=curves[0], dev_loss=curves[1],
+        save_dtype=save_dtype, bf16_autocast=bool(trainer.args.bf16), train_loss=curves[0], dev_loss=curves[1],
         best_dev_loss=final_dev,
         trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         versions={"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
