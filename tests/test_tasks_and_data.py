@@ -85,3 +85,13 @@ def test_missing_mirror_names_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_
     task = task_registry().get("hcm_qa")
     with pytest.raises(HarnessError, match="HARNESS_DATA_DIR"):
         load_examples(task)
+
+
+@pytest.mark.parametrize("name", ["dialogsum", "hcm_qa", "resume_json", "resume_json_real"])
+def test_no_stop_string_cuts_a_reference(name: str) -> None:
+    # A stop string inside a gold answer would end a perfect prediction early: DialogSum's
+    # summaries say "#Person1# asks ...", so stopping on "#Person" emptied every summary.
+    task = task_registry().get(name)
+    cut = [(e.id, stop) for e in load_examples(task) for ref in e.references for stop in task.generation.stop
+           if stop in ref]
+    assert cut == []
