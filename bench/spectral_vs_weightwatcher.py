@@ -1,9 +1,9 @@
-"""Exact low-rank spectra (harness.spectral) against weightwatcher's PEFT mode and a dense SVD.
+"""Exact low-rank spectra (harness.diagnostics.spectral) against weightwatcher's PEFT mode and a dense SVD.
 
 On SmolLM2-135M LoRA adapters over q, k, v, o, gate, up and down (rank 16 and rank 64), one run
 times three ways of getting the singular values of every adapter delta:
 
-  ours        harness.spectral.diagnose(adapter): reads the safetensors, batched QR of the
+  ours        harness.diagnostics.spectral.diagnose(adapter): reads the safetensors, batched QR of the
               factors + SVD of the r×r core (float64), all per-layer statistics
   weightwatcher  WeightWatcher(model=adapter_dir).analyze(peft=True): forms B·A per layer,
               truncated SVD, power-law fits
@@ -35,7 +35,7 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from harness import spectral  # noqa: E402
+from harness.diagnostics import spectral  # noqa: E402
 
 ZOO = PROJECT_ROOT / "adapters_zoo" / "smollm2-135m" / "resume_json"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -49,9 +49,9 @@ class Timing:
 
 
 def load_smollm2() -> Any:
-    """SmolLM2-135M through harness.models when it is there, else straight from the packaged GGUF."""
+    """SmolLM2-135M through harness.run.models when it is there, else straight from the packaged GGUF."""
     try:
-        from harness.models import load_base
+        from harness.run.models import load_base
         from harness.spec import ModelSpec
 
         return load_base(ModelSpec(name="smollm2-135m", dtype="float32", device="cpu")).model

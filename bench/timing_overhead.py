@@ -14,7 +14,7 @@ on both alike. Three figures come out:
   mean batch time; this one is immune to the machine's noise.
 
 Usage:  python bench/timing_overhead.py [--rounds 3] [--batches 2] [--new-tokens 8] [--threads 1] [--tiny]
-Uses the embedded SmolLM2-135M through harness.models when it loads, else a tiny random Llama.
+Uses the embedded SmolLM2-135M through harness.run.models when it loads, else a tiny random Llama.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from harness.timing import TimingRecorder, model_cost  # noqa: E402
+from harness.diagnostics.timing import TimingRecorder, model_cost  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class OverheadResult:
 
 def _smollm2() -> tuple[str, Any] | None:
     try:
-        from harness.models import load_base
+        from harness.run.models import load_base
         from harness.spec import ModelSpec
 
         base = load_base(ModelSpec(name="smollm2-135m", device="cpu", dtype="float32"))

@@ -103,7 +103,7 @@ def models() -> None:
 
     from rich.table import Table
 
-    from harness.models import MINILM, SMOLLM2, cache_root
+    from harness.run.models import MINILM, SMOLLM2, cache_root
 
     table = Table(title="base models (any Hugging Face id or local folder works too)")
     for column in ("name", "kind", "weights", "state"):
@@ -172,7 +172,7 @@ def run(
     include_path: IncludePath = None,
 ) -> None:
     """Evaluate adapters (and their base) on tasks; exit 1 if any cell failed."""
-    from harness.adapters import load_suite, resolve_adapters, suite_adapter_paths
+    from harness.zoo.adapters import load_suite, resolve_adapters, suite_adapter_paths
     from harness.spec import ModelSpec, RunSpec
 
     adapter_paths = list(adapter or [])
@@ -208,7 +208,7 @@ def run(
 
 def _execute_and_print(spec, store_path: Optional[Path], include_paths: list[Path], executor: str = "local", ray_address: Optional[str] = None) -> None:
     from harness.report.terminal import print_outcomes
-    from harness.runner import execute
+    from harness.run.matrix import execute
     from harness.store import Store
 
     console = _console()
@@ -288,7 +288,7 @@ def export_lm_eval(
     include_path: IncludePath = None,
 ) -> None:
     """Write our tasks as lm-evaluation-harness tasks: `lm_eval --include_path OUT --tasks NAME` runs them."""
-    from harness.export_lm_eval import export_tasks
+    from harness.interop.lm_eval_export import export_tasks
     from harness.registry import task_registry
 
     registry = task_registry(include_path or [])
@@ -319,7 +319,7 @@ def train(
     """Train an adapter from a recipe (transformers Trainer + PEFT); resumes from its last checkpoint."""
     from pydantic import ValidationError
 
-    from harness.train import TrainOverrides, train_adapter
+    from harness.zoo.train import TrainOverrides, train_adapter
 
     try:
         overrides = TrainOverrides(
@@ -340,7 +340,7 @@ def adapters() -> None:
     """List the adapter zoo: method, rank, trainable parameters, size, task, when trained."""
     from rich.table import Table
 
-    from harness.train import list_zoo
+    from harness.zoo.train import list_zoo
 
     table = Table(title="adapters_zoo")
     for column in ("base", "task", "recipe", "method", "rank", "trainable", "size", "dev loss", "trained"):
@@ -363,14 +363,14 @@ def diagnose(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the per-layer records as JSON.")] = None,
 ) -> None:
     """Spectral diagnostics of an adapter's weights, exact from its low-rank factors; no task is run."""
-    from harness.spectral import diagnose as diagnose_adapter
-    from harness.spectral import print_diagnostics, to_records
+    from harness.diagnostics.spectral import diagnose as diagnose_adapter
+    from harness.diagnostics.spectral import print_diagnostics, to_records
 
     if intruders and not model:
         raise HarnessError("--intruders compares the adapted weights with the base's; pass --model too.")
     base_weights, token_text = None, None
     if model:
-        from harness.models import dense_state_dict, load_base
+        from harness.run.models import dense_state_dict, load_base
         from harness.spec import ModelSpec
 
         base = load_base(ModelSpec(name=model))
@@ -424,8 +424,8 @@ def gate(
     include_path: IncludePath = None,
 ) -> None:
     """Decide whether a candidate adapter may replace the baseline: exit 0 keep, 1 regression, 2 error."""
-    from harness.gate import GateSettings, run_gate
-    from harness.gate_inputs import cell_for, cells_to_run, evaluate_sides, gate_input, parse_side
+    from harness.gate.decide import GateSettings, run_gate
+    from harness.gate.inputs import cell_for, cells_to_run, evaluate_sides, gate_input, parse_side
     from harness.spec import ModelSpec, RunSpec
     from harness.store import Store
 

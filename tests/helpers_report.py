@@ -108,7 +108,7 @@ def _write_card(folder: Path, facts: AdapterFacts) -> None:
     if facts.rank in (8, 16):
         steps = list(range(0, 200, 20))
         card = {
-            "recipe": facts.name,  # the keys harness.train writes
+            "recipe": facts.name,  # the keys harness.zoo.train writes
             "steps": steps[-1],
             "train_loss": [[s, 2.5 / (1 + s / (40 + facts.rank))] for s in steps],
             "dev_loss": [[s, 2.6 / (1 + s / (50 + facts.rank))] for s in steps[::3]],

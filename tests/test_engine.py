@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers_models import adapter_factory, single_thread, tiny_bert, tiny_llama, tiny_t5  # noqa: F401
 
-from harness.engine import (
+from harness.run.engine import (
     ChoiceRequest,
     ChoiceResult,
     ClassifyRequest,
@@ -20,7 +20,7 @@ from harness.engine import (
     multiple_choice,
 )
 from harness.errors import HarnessError
-from harness.models import AdapterHost, load_base
+from harness.run.models import AdapterHost, load_base
 from harness.spec import AdapterSpec, GenerationSettings, ModelSpec
 
 PROMPTS = [

@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 from helpers_lm_eval import lm_eval_model_folder
 
-from harness.export_lm_eval import aggregation_name, export_tasks
+from harness.interop.lm_eval_export import aggregation_name, export_tasks
 from harness.registry import task_registry
-from harness.runner import execute
+from harness.run.matrix import execute
 from harness.spec import ModelSpec, RunSpec
 from harness.store import Store
 

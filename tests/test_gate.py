@@ -18,7 +18,7 @@ import pytest
 import sacrebleu
 
 from harness.errors import HarnessError
-from harness.gate import (
+from harness.gate.decide import (
     MARKDOWN_HEADER,
     GateInput,
     GateSettings,

@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, DynamicCache
 
 from helpers_models import tiny_llama  # noqa: F401
 
-from harness.kv_cache import drop_leading_positions, growing_cache
+from harness.run.kv_cache import drop_leading_positions, growing_cache
 
 
 def _step(model, cache, ids, positions) -> torch.Tensor:

@@ -9,10 +9,11 @@ import pytest
 from helpers_lm_eval import lm_eval_model_folder
 from helpers_models import make_adapter
 
-from harness import lm_eval_bridge, models
-from harness.adapters import resolve_adapters
-from harness.lm_eval_bridge import LM_EVAL_PREFIX, metric_values, resolve_lm_eval_task
-from harness.runner import execute
+from harness.interop import lm_eval_tasks as lm_eval_bridge
+from harness.run import models
+from harness.zoo.adapters import resolve_adapters
+from harness.interop.lm_eval_tasks import LM_EVAL_PREFIX, metric_values, resolve_lm_eval_task
+from harness.run.matrix import execute
 from harness.spec import ModelSpec, RunSpec
 from harness.store import Store
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from helpers_models import adapter_factory, make_llama, single_thread, tiny_bert, tiny_llama, tiny_t5  # noqa: F401
 
-from harness import models
+from harness.run import models
 from harness.errors import CellError, HarnessError
-from harness.models import AdapterHost, last_logits, load_base, state_dict_hash
+from harness.run.models import AdapterHost, last_logits, load_base, state_dict_hash
 from harness.spec import AdapterSpec, ModelSpec
 
 PROMPTS = ["hello world", "the quick brown fox jumps over", "a resume lists name email"]
@@ -214,7 +214,7 @@ def test_load_in_4bit_with_lora(tiny_llama: Path, adapter_factory) -> None:
 
 
 def test_dense_state_dict_dequantizes_4bit_weights(tiny_llama: Path) -> None:
-    from harness.models import dense_state_dict
+    from harness.run.models import dense_state_dict
 
     full = load_base(ModelSpec(name=str(tiny_llama))).model.state_dict()
     base = load_base(ModelSpec(name=str(tiny_llama), load_in_4bit=True))

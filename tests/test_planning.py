@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.adapters import load_suite, resolve_adapters
+from harness.zoo.adapters import load_suite, resolve_adapters
 from harness.errors import HarnessError
-from harness.runner import base_groups, run_id_for
+from harness.run.matrix import base_groups, run_id_for
 from harness.spec import ModelSpec, RunSpec
 
 

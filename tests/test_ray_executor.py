@@ -9,10 +9,10 @@ import pytest
 import ray
 from helpers_models import adapter_factory, tiny_llama  # noqa: F401
 
-from harness.adapters import resolve_adapters
-from harness.executors import ray as ray_executor
+from harness.zoo.adapters import resolve_adapters
+from harness.run.executors import ray as ray_executor
 from harness.errors import HarnessError
-from harness.runner import execute, make_executor
+from harness.run.matrix import execute, make_executor
 from harness.spec import ModelSpec, RunSpec
 from harness.store import Prediction, Store
 from helpers_tasks import CLS_TASK as TINY_CLS

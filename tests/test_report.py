@@ -157,7 +157,7 @@ def test_read_card_tolerates_missing_and_odd_cards(tmp_path: Path) -> None:
     assert read_card(None, "a") == CardSummary() and read_card(str(tmp_path / "missing"), "a") == CardSummary()
     (tmp_path / "card.json").write_text("{not json", encoding="utf-8")
     assert read_card(str(tmp_path), "a") == CardSummary()
-    # harness.train's keys, a "curves" mapping, a bad point and a float that only looks like a curve key
+    # harness.zoo.train's keys, a "curves" mapping, a bad point and a float that only looks like a curve key
     card = {"train_loss": [[0, 2.0], [10, 1.5], ["bad"]], "curves": {"dev": [{"step": 10, "loss": 1.7}]},
             "final_dev_loss": 1.7, "recipe": "lora_r8"}
     (tmp_path / "card.json").write_text(json.dumps(card), encoding="utf-8")

@@ -14,9 +14,9 @@ import pytest
 from helpers_models import adapter_factory, single_thread, tiny_bert, tiny_llama, tiny_t5  # noqa: F401
 from helpers_tasks import CLS_TASK, GEN_TASK, make_task
 
-from harness import engine
-from harness.adapters import resolve_adapters
-from harness.runner import execute
+from harness.run import engine
+from harness.zoo.adapters import resolve_adapters
+from harness.run.matrix import execute
 from harness.spec import ModelSpec, RunSpec
 from harness.store import Store
 

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness import spectral
+from harness.diagnostics import spectral
 from harness.errors import HarnessError
-from harness.spectral import (
+from harness.diagnostics.spectral import (
     BaseSVD,
     base_svd,
     count_intruders,
@@ -313,7 +313,7 @@ def test_weightwatcher_leaks_no_logging_handler_and_no_output() -> None:
     script = """
 import logging, sys
 import numpy as np
-from harness.spectral import _import_weightwatcher, weightwatcher_metrics
+from harness.diagnostics.spectral import _import_weightwatcher, weightwatcher_metrics
 root = logging.getLogger()
 before = (list(root.handlers), root.level)
 _import_weightwatcher()

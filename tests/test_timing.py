@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import torch
 
-from harness import timing
+from harness.diagnostics import timing
 from harness.errors import CellError, HarnessError
-from harness.timing import (
+from harness.diagnostics.timing import (
     CpuTimer,
     CudaPeakMemory,
     CudaTimer,

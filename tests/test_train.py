@@ -14,9 +14,9 @@ import pytest
 from helpers_models import tiny_bert, tiny_llama, tiny_t5  # noqa: F401
 
 from harness.errors import HarnessError
-from harness.recipes import ENCODER_BUDGET, TrainBudget, get_recipe, recipe_registry
+from harness.zoo.recipes import ENCODER_BUDGET, TrainBudget, get_recipe, recipe_registry
 from harness.spec import ModelSpec
-from harness.train import (
+from harness.zoo.train import (
     IGNORE, PadCollator, TrainOverrides, TrainResult, causal_row, encode_examples, keep_4bit_trainable, list_zoo,
     train,
 )
@@ -48,7 +48,7 @@ def _reloaded_logits(result: TrainResult, base_dir: Path, batch: dict[str, Any])
     import torch
     from peft import PeftModel
 
-    from harness.models import load_base
+    from harness.run.models import load_base
 
     card = result.card
     base = load_base(ModelSpec(name=str(base_dir), load_in_4bit=card.load_in_4bit),
@@ -104,7 +104,7 @@ def test_bad_recipe_names_file_and_field(tmp_path: Path) -> None:
 
 def test_loss_only_on_completion_with_eos(tiny_llama: Path) -> None:
     from harness.data import load_examples
-    from harness.models import load_base
+    from harness.run.models import load_base
     from harness.registry import task_registry
 
     task = task_registry().get("hcm_qa")

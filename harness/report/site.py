@@ -282,7 +282,7 @@ class CardSummary:
     facts: list[tuple[str, str]] = field(default_factory=list)
 
 
-# harness.train writes these card keys; the report shows them when present
+# harness.zoo.train writes these card keys; the report shows them when present
 CARD_FACTS = ("recipe", "task", "steps", "epochs", "stopped_early", "train_examples", "dev_examples",
               "best_dev_loss", "final_dev_loss", "wall_time_s", "save_dtype", "trained_at")  # fmt: skip
 
@@ -290,7 +290,7 @@ CARD_FACTS = ("recipe", "task", "steps", "epochs", "stopped_early", "train_examp
 def read_card(adapter_path: str | None, label: str) -> CardSummary:
     """Loss curves and facts from the adapter folder's card.json.
 
-    Curves are lists of [step, loss] (or {"step", "loss"}) under "<split>_loss" (what harness.train
+    Curves are lists of [step, loss] (or {"step", "loss"}) under "<split>_loss" (what harness.zoo.train
     writes: train_loss, dev_loss), "<split>_loss_curve", or a "curves" mapping. A missing or
     malformed card gives an empty summary: cards are optional and older adapters have none.
     """

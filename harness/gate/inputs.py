@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.adapters import ZOO_DIR, resolve_adapters
+from harness.zoo.adapters import ZOO_DIR, resolve_adapters
 from harness.data import load_examples
 from harness.errors import HarnessError
-from harness.gate import GateInput, Side
+from harness.gate.decide import GateInput, Side
 from harness.metrics import get_metric
 from harness.registry import task_registry
 from harness.scoring import scoring_input
@@ -104,7 +104,7 @@ def evaluate_sides(
     spec: RunSpec, store: Store, include_paths: Sequence[Path] = (), progress: Any = None
 ) -> dict[tuple[str, str], int]:
     """Run (or fetch from the cache) every adapter cell the gate needs: (task, label) -> cell id."""
-    from harness.runner import execute
+    from harness.run.matrix import execute
 
     result = execute(spec, store, include_paths, progress=progress)
     failed = [o for o in result.outcomes if o.status != "done"]

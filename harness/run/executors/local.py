@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.runner import CellOutcome, GroupRunner, Progress
+from harness.run.cells import CellOutcome, Progress
+from harness.run.runner import GroupRunner
 from harness.spec import RunSpec, TaskSpec
 from harness.store import Store
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.runner import BASE_LABEL, CellOutcome, Progress
+from harness.run.cells import BASE_LABEL, CellOutcome, Progress, cell_key, record_failed_cell
 from harness.spec import AdapterSpec, RunSpec, stable_hash
 from harness.store import Prediction, Store
 
@@ -187,7 +187,7 @@ def _remote_progress(emit: Callable[[Message], None]) -> Progress:
 
 def run_group_streaming(work: GroupWork, snapshot: Snapshot) -> Iterator[list[Message]]:
     """The body of the Ray generator task: run GroupRunner in a thread, yield its messages in batches."""
-    from harness.runner import GroupRunner
+    from harness.run.runner import GroupRunner
 
     _limit_threads()
     messages: queue.Queue[Message] = queue.Queue()
@@ -278,13 +278,13 @@ class CachedCells:
 
     def __init__(self, store: Store, run_id: str, spec: RunSpec) -> None:
         self.store = store
-        self.rows = {stable_hash([row.task, row.label]): row for row in store.cells(run_id=run_id)}
+        self.rows = {cell_key(row.task, row.label): row for row in store.cells(run_id=run_id)}
         self.hashes = {adapter.name: adapter_file_hash(adapter) for adapter in spec.adapters}
 
     def done(self, task_name: str, adapter: AdapterSpec | None) -> int | None:
         """The stored cell id when this cell is complete and made from the same adapter weights."""
         label = adapter.name if adapter else BASE_LABEL
-        row = self.rows.get(stable_hash([task_name, label]))
+        row = self.rows.get(cell_key(task_name, label))
         if row is None or row.status != "done" or row.n_examples is None:
             return None
         if adapter is not None and (row.adapter_hash is None or row.adapter_hash != self.hashes.get(adapter.name)):
@@ -328,7 +328,7 @@ def snapshot_for(store: Store, run_id: str, tasks: Sequence[Any], adapters: Sequ
     )
     rows = store.connection.execute(query, [*names, *hashes])
     predictions = [(row["key"], row["task"], _row_prediction(row)) for row in rows]
-    timings = {stable_hash([cell.task, cell.label]): store.timing(cell.cell_id) for cell in store.cells(run_id=run_id)}
+    timings = {cell_key(cell.task, cell.label): store.timing(cell.cell_id) for cell in store.cells(run_id=run_id)}
     return Snapshot(predictions, {key: value for key, value in timings.items() if value is not None})
 
 
@@ -480,19 +480,8 @@ def worker_options(resources: Mapping[str, float]) -> dict[str, Any]:
 
 def fail_group(store: Store, work: GroupWork, reason: str) -> list[CellOutcome]:
     """Record every cell of a group as failed (same cell keys as GroupRunner uses)."""
-    outcomes = []
     variants: list[AdapterSpec | None] = ([None] if work.spec.include_base else []) + list(work.spec.adapters)
-    for task in work.tasks:
-        for adapter in variants:
-            label = adapter.name if adapter else BASE_LABEL
-            fields = {
-                "base": work.spec.model.name, "adapter": adapter.name if adapter else None,
-                "adapter_path": str(adapter.path) if adapter else None, "task": task.name, "split": task.eval_split,
-                "settings_json": {}, "status": "failed", "error": reason,
-            }
-            cell_id = store.upsert_cell(work.run_id, stable_hash([task.name, label]), fields)
-            outcomes.append(CellOutcome(cell_id, task.name, label, "failed", reason))
-    return outcomes
+    return [record_failed_cell(store, work.run_id, work.spec.model.name, task, adapter, reason) for task in work.tasks for adapter in variants]
 
 
 def _in_plan_order(outcomes: list[CellOutcome], spec: RunSpec, tasks: Sequence[Any]) -> list[CellOutcome]:

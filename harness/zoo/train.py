@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from harness.errors import HarnessError
-from harness.models import MINILM, SMOLLM2, LoadedBase, load_base
-from harness.recipes import Recipe, TrainBudget, get_recipe, peft_config
+from harness.run.models import MINILM, SMOLLM2, LoadedBase, load_base
+from harness.zoo.recipes import Recipe, TrainBudget, get_recipe, peft_config
 from harness.registry import PROJECT_ROOT, task_registry
 from harness.spec import Example, Frozen, ModelSpec, TaskSpec
 

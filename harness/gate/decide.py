@@ -695,7 +695,7 @@ def _junit(report: GateReport) -> str:
     skipped = sum(r.verdict is Verdict.INCONCLUSIVE for r in report.rows)
     counts = {"tests": str(len(report.rows)), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
     root = ET.Element("testsuites", {"name": "harness gate", **counts})
-    suite = ET.SubElement(root, "testsuite", {"name": "harness.gate", **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": "harness.gate.decide", **counts})
     for r in report.rows:
         case = ET.SubElement(suite, "testcase", {"classname": f"gate.{r.task}", "name": r.metric, "time": "0"})
         message = _row_message(r)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import CellError, HarnessError
+from harness.run.cells import BASE_LABEL, CellOutcome, cell_key, folder_bytes, record_failed_cell
 from harness.spec import AdapterSpec, stable_hash
 
 LM_EVAL_PREFIX = "lm_eval:"
@@ -97,19 +98,18 @@ def run_lm_eval_cells(runner: Any, host: Any, attached: dict[str, Any], tasks: S
             try:
                 outcomes.append(_run_cell(runner, host, attached, task, adapter))
             except HarnessError as error:  # lm-eval refusing a task fails its cells, not the run
-                outcomes.append(runner._fail_cell(task, adapter, str(error)))
+                outcomes.append(record_failed_cell(runner.store, runner.run_id, runner.spec.model.name, task, adapter, str(error)))
     return outcomes
 
 
 def _run_cell(runner: Any, host: Any, attached: dict[str, Any], task: LmEvalTask, adapter: AdapterSpec | None) -> Any:
-    from harness.runner import BASE_LABEL, CellOutcome
 
     base = host.base
     info = attached.get(adapter.name) if adapter else None
     fields = _cell_fields(runner, base, info, task, adapter)
     content = stable_hash({"base": base.weights_hash, "adapter": fields["adapter_hash"], "settings": fields["settings_json"]})
     label = adapter.name if adapter else BASE_LABEL
-    cell_id = runner.store.upsert_cell(runner.run_id, stable_hash([task.name, label]), fields)
+    cell_id = runner.store.upsert_cell(runner.run_id, cell_key(task.name, label), fields)
     keys = expected_samples(task, content, runner.spec.limit)
     if keys and len(runner.store.existing_keys(key for _, key in keys)) == len(keys):
         # every sample is stored: aggregate them as lm-eval does, no model call
@@ -125,7 +125,7 @@ def _run_cell(runner: Any, host: Any, attached: dict[str, Any], task: LmEvalTask
             runner.store.add_prediction(prediction, task=task.name, base_hash=base.weights_hash, adapter_hash=fields["adapter_hash"])
         computed = len(predictions)
     # the sample count is known only now; the Ray driver's cache check compares it with the stored predictions
-    runner.store.upsert_cell(runner.run_id, stable_hash([task.name, label]), fields | {"n_examples": len(predictions)})
+    runner.store.upsert_cell(runner.run_id, cell_key(task.name, label), fields | {"n_examples": len(predictions)})
     runner.store.set_metrics(cell_id, metrics)
     runner.store.set_example_scores(cell_id, [(p.example_id, _numeric(p.details.get("metrics", {}))) for p in predictions])
     runner.store.set_timing(cell_id, timing)
@@ -150,14 +150,13 @@ def cell_timing(wall: float, samples: int) -> dict[str, Any]:
 
 
 def _cell_fields(runner: Any, base: Any, info: Any, task: LmEvalTask, adapter: AdapterSpec | None) -> dict[str, Any]:
-    from harness.runner import _folder_bytes
 
     return {
         "base": runner.spec.model.name, "base_hash": base.weights_hash,
         "adapter": adapter.name if adapter else None, "adapter_path": str(adapter.path) if adapter else None,
         "adapter_hash": info.weights_hash if info else None, "method": info.method if info else None,
         "rank": info.rank if info else None, "trainable_params": info.trainable_params if info else None,
-        "adapter_bytes": _folder_bytes(adapter.path) if adapter else None, "task": task.name,
+        "adapter_bytes": folder_bytes(adapter.path) if adapter else None, "task": task.name,
         "split": _split(task), "settings_json": _settings(runner.spec, task, base), "status": "running", "error": None,
     }
 

@@ -1,7 +1,5 @@
-"""Plans the (base x adapter x task) matrix and runs it: one base load, adapters swapped in place.
+"""GroupRunner: one base, its adapters, its tasks: load the base once, swap adapters in place.
 
-`base_groups` splits a RunSpec into the bases to load; `GroupRunner` runs one base with its
-adapters, which is the unit of work an executor hands out (locally, or to a Ray worker).
 Predictions go to the store the moment they are made, so a killed run resumes where it stopped;
 a cell whose predictions are all cached makes no model call at all.
 """
@@ -9,73 +7,20 @@ a cell whose predictions are all cached makes no model call at all.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from harness.data import load_examples
 from harness.errors import CellError, HarnessError
-from harness.registry import task_registry
-from harness.spec import PROMPT_VERSION, AdapterSpec, Example, RunSpec, TaskSpec, stable_hash
+from harness.run.cells import BASE_LABEL, CellOutcome, CellPlan, Progress, cell_key, folder_bytes, record_failed_cell
+from harness.spec import PROMPT_VERSION, AdapterSpec, Example, RunSpec, TaskSpec
 from harness.store import Prediction, Store, prediction_key
 
-BASE_LABEL = "base"
 # The probe only has to show that an adapter changes the logits at all: two short prompts do,
 # and cost little next to the run (every adapter pays for its own probe forward).
 PROBE_SIZE = 2
 PROBE_CHARS = 256
-
-
-@dataclass(frozen=True)
-class CellPlan:
-    """One cell: a task on the base (adapter None) or on one adapter."""
-
-    task: TaskSpec
-    adapter: AdapterSpec | None
-
-    @property
-    def label(self) -> str:
-        return self.adapter.name if self.adapter else BASE_LABEL
-
-
-@dataclass
-class CellOutcome:
-    cell_id: int
-    task: str
-    adapter: str
-    status: str
-    error: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    timing: dict[str, Any] = field(default_factory=dict)
-    computed: int = 0  # predictions made by a model in this run (0 when all came from the store)
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    outcomes: list[CellOutcome]
-    results_file: Path | None = None
-
-    @property
-    def failed(self) -> list[CellOutcome]:
-        return [outcome for outcome in self.outcomes if outcome.status != "done"]
-
-
-Progress = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n)
-
-
-def run_id_for(spec: RunSpec) -> str:
-    """A run is named by its arguments (as in HELM): the same command resumes the same run."""
-    return stable_hash(spec.model_dump(mode="json"))[:12]
-
-
-def resolve_tasks(spec: RunSpec, include_paths: Sequence[Path] = ()) -> list[Any]:
-    """Our TaskSpecs, and an lm_eval_bridge.LmEvalTask for each `lm_eval:NAME` (run by lm-eval's evaluator)."""
-    from harness.lm_eval_bridge import is_lm_eval_name, resolve_lm_eval_task
-
-    registry = task_registry(include_paths)
-    return [resolve_lm_eval_task(name, include_paths) if is_lm_eval_name(name) else registry.get(name) for name in spec.tasks]
 
 
 def settings_for(spec: RunSpec, task: TaskSpec, base_facts: dict[str, Any]) -> dict[str, Any]:
@@ -113,8 +58,8 @@ class GroupRunner:
         self.progress = progress
 
     def run(self, tasks: Sequence[TaskSpec]) -> list[CellOutcome]:
-        from harness.lm_eval_bridge import run_lm_eval_cells, split_lm_eval
-        from harness.models import AdapterHost, load_base
+        from harness.interop.lm_eval_tasks import run_lm_eval_cells, split_lm_eval
+        from harness.run.models import AdapterHost, load_base
 
         tasks, lm_eval_tasks = split_lm_eval(tasks)  # hook: `lm_eval:NAME` cells run through lm-eval's evaluator
         encoder_labels = max((len(task.choices) for task in tasks), default=0) or None
@@ -144,7 +89,7 @@ class GroupRunner:
             except CellError as error:
                 if adapter.name in host.adapters:
                     host.remove(adapter.name)
-                failures += [self._fail_cell(task, adapter, str(error)) for task in tasks]
+                failures += [self.fail_cell(task, adapter, str(error)) for task in tasks]
         return attached, failures
 
     def _store_spectra(self, base: Any, attached: dict[str, Any]) -> None:
@@ -153,8 +98,8 @@ class GroupRunner:
         Intruder dimensions are left to `harness diagnose --intruders`: they need a top-k SVD of every
         merged layer (about half a second per layer on 2 cores), which would dwarf a small run.
         """
-        from harness.models import dense_state_dict
-        from harness.spectral import diagnose, to_records
+        from harness.run.models import dense_state_dict
+        from harness.diagnostics.spectral import diagnose, to_records
 
         weights = dense_state_dict(base.model)
         for info in attached.values():
@@ -173,23 +118,8 @@ class GroupRunner:
             return [classify_texts(task, example)[0][:PROBE_CHARS] for example in examples]
         return [render(task, example, self.spec.prompt, host.base.tokenizer)[-PROBE_CHARS:] for example in examples]
 
-    def _fail_cell(self, task: TaskSpec, adapter: AdapterSpec | None, error: str) -> CellOutcome:
-        label = adapter.name if adapter else BASE_LABEL
-        cell_id = self.store.upsert_cell(
-            self.run_id,
-            stable_hash([task.name, label]),
-            {
-                "base": self.spec.model.name,
-                "adapter": adapter.name if adapter else None,
-                "adapter_path": str(adapter.path) if adapter else None,
-                "task": task.name,
-                "split": task.eval_split,
-                "settings_json": {},
-                "status": "failed",
-                "error": error,
-            },
-        )
-        return CellOutcome(cell_id, task.name, label, "failed", error)
+    def fail_cell(self, task: TaskSpec, adapter: AdapterSpec | None, error: str) -> CellOutcome:
+        return record_failed_cell(self.store, self.run_id, self.spec.model.name, task, adapter, error)
 
     def _run_task(self, host: Any, base: Any, base_facts: dict[str, Any], task: TaskSpec, attached: dict[str, Any]) -> list[CellOutcome]:
         try:
@@ -200,7 +130,7 @@ class GroupRunner:
             prompts = self._render_all(task, examples, base.tokenizer, settings["output_type"])
         except HarnessError as error:
             variants = ([None] if self.spec.include_base else []) + [a for a in self.spec.adapters if a.name in attached]
-            return [self._fail_cell(task, adapter, str(error)) for adapter in variants]
+            return [self.fail_cell(task, adapter, str(error)) for adapter in variants]
         jobs = [self._prepare_cell(cell, base, attached, settings, examples, prompts) for cell in cells]
         computed, stream = self._compute_missing(host, task, settings, jobs, base)
         costs = self._costs(host, base, attached)
@@ -212,7 +142,7 @@ class GroupRunner:
         ]
 
     def _cell_timing(self, job: _CellJob, stream: Any, cost: Any, share: float) -> dict[str, Any]:
-        from harness.timing import cell_share
+        from harness.diagnostics.timing import cell_share
 
         fresh = self._fresh(job)
         return cell_share(
@@ -226,7 +156,7 @@ class GroupRunner:
 
     def _costs(self, host: Any, base: Any, attached: dict[str, Any]) -> dict[str, Any]:
         """FLOPs per token of the base and of each adapter (unmerged: the adapter's extra matmuls)."""
-        from harness.timing import ModelCost, model_cost
+        from harness.diagnostics.timing import ModelCost, model_cost
 
         bare = model_cost(base.model)
         costs = {BASE_LABEL: bare}
@@ -274,7 +204,7 @@ class GroupRunner:
             "method": info.method if info else None,
             "rank": info.rank if info else None,
             "trainable_params": info.trainable_params if info else None,
-            "adapter_bytes": _folder_bytes(cell.adapter.path) if cell.adapter else None,
+            "adapter_bytes": folder_bytes(cell.adapter.path) if cell.adapter else None,
             "task": cell.task.name,
             "split": cell.task.eval_split,
             "settings_json": settings,
@@ -282,7 +212,7 @@ class GroupRunner:
             "error": None,
             "n_examples": len(examples),
         }
-        cell_id = self.store.upsert_cell(self.run_id, stable_hash([cell.task.name, cell.label]), fields)
+        cell_id = self.store.upsert_cell(self.run_id, cell_key(cell.task.name, cell.label), fields)
         self.store.set_cell_examples(cell_id, [(example.id, key) for example, key in zip(examples, keys)])
         return _CellJob(cell_id, cell, keys, list(prompts), [e.id for e in examples], adapter_hash, base.weights_hash)
 
@@ -290,7 +220,7 @@ class GroupRunner:
         self, host: Any, task: TaskSpec, settings: dict[str, Any], jobs: Sequence[_CellJob], base: Any
     ) -> tuple[dict[int, int], Any]:
         """Ask the engine for every prediction the store lacks, all cells of the task in one stream."""
-        from harness import engine
+        from harness.run import engine
 
         existing = self.store.existing_keys(key for job in jobs for key in job.keys)
         owners: dict[str, tuple[_CellJob, str]] = {}
@@ -317,7 +247,7 @@ class GroupRunner:
 
         import torch
 
-        from harness.timing import TimingRecorder, measure_peak_flops
+        from harness.diagnostics.timing import TimingRecorder, measure_peak_flops
 
         torch.manual_seed(self.spec.seed)
         output_type = settings["output_type"]
@@ -371,7 +301,7 @@ class _CellJob:
 
 
 def _request(output_type: str, key: str, prompt: str, adapter: str | None, task: TaskSpec) -> Any:
-    from harness import engine
+    from harness.run import engine
 
     if output_type == "generate_until":
         return engine.GenRequest(key=key, prompt=prompt, adapter=adapter)
@@ -392,81 +322,3 @@ def _work(predictions: Sequence[Prediction]) -> float:
     """Tokens processed for these predictions; classification rows (no token counts) count one each."""
     tokens = sum(p.prompt_tokens + p.new_tokens for p in predictions)
     return float(tokens) if tokens else float(len(predictions))
-
-
-def _folder_bytes(path: Path) -> int:
-    return sum(file.stat().st_size for file in path.iterdir() if file.is_file() and file.suffix in (".safetensors", ".bin"))
-
-
-def execute(
-    spec: RunSpec,
-    store: Store,
-    include_paths: Sequence[Path] = (),
-    progress: Progress | None = None,
-    results_dir: Path | None = None,
-    executor: str = "local",
-    ray_address: str | None = None,
-) -> RunResult:
-    """Run the whole matrix of a RunSpec with the chosen executor and write the results file."""
-    tasks = resolve_tasks(spec, include_paths)
-    for task in tasks:  # fail fast on bad data or templates, before any model is loaded
-        if isinstance(task, TaskSpec):
-            load_examples(task, limit=1)
-    run_id = run_id_for(spec)
-    store.start_run(run_id, spec.model_dump(mode="json"))
-    runner = make_executor(executor, ray_address)
-    outcomes = [o for group in base_groups(spec) for o in runner.run(group, run_id, tasks, store, progress)]
-    store.finish_run(run_id, "done" if all(o.status == "done" for o in outcomes) else "failed")
-    result = RunResult(run_id, outcomes)
-    result.results_file = write_results(result, spec, results_dir or store.path.parent / "runs")
-    return result
-
-
-def trained_in_4bit(adapter: AdapterSpec) -> bool:
-    """QLoRA adapters say so in their card: they are evaluated on the 4-bit base they were trained on."""
-    card = Path(adapter.path) / "card.json"
-    if not card.is_file():
-        return False
-    try:
-        return bool(json.loads(card.read_text(encoding="utf-8")).get("load_in_4bit", False))
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
-def base_groups(spec: RunSpec) -> list[RunSpec]:
-    """One RunSpec per base to load: the base as asked, and its 4-bit form for QLoRA adapters."""
-    if spec.model.load_in_4bit:
-        return [spec]
-    quantized = tuple(a for a in spec.adapters if trained_in_4bit(a))
-    if not quantized:
-        return [spec]
-    plain = spec.model_copy(update={"adapters": tuple(a for a in spec.adapters if a not in quantized)})
-    four_bit = spec.model_copy(
-        update={"adapters": quantized, "include_base": False, "model": spec.model.model_copy(update={"load_in_4bit": True})}
-    )
-    return [group for group in (plain, four_bit) if group.adapters or group.include_base]
-
-
-def make_executor(name: str, ray_address: str | None = None) -> Any:
-    """'local' runs the base group in this process; 'ray' hands groups to Ray workers (harness[ray])."""
-    if name == "ray":
-        from harness.executors.ray import RayExecutor
-
-        return RayExecutor(address=ray_address)
-    if name != "local":
-        raise HarnessError(f"Unknown executor '{name}'; choose 'local' or 'ray'.")
-    from harness.executors.local import LocalExecutor
-
-    return LocalExecutor()
-
-
-def write_results(result: RunResult, spec: RunSpec, folder: Path) -> Path:
-    path = folder / result.run_id / "results.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "run_id": result.run_id,
-        "spec": spec.model_dump(mode="json"),
-        "cells": [outcome.__dict__ for outcome in result.outcomes],
-    }
-    path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
-    return path

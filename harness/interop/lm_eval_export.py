@@ -33,7 +33,7 @@ UTILS_HEADER = '''"""Written by `harness export-lm-eval`: lm-eval scores these t
 
 from pathlib import Path
 
-from harness.export_lm_eval import aggregator, results_processor
+from harness.interop.lm_eval_export import aggregator, results_processor
 
 HERE = Path(__file__).resolve().parent
 process_results = results_processor(HERE)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.errors import HarnessError
-from harness.models import AdapterHost, LoadedBase, Route, encode, positions, with_prefix
+from harness.run.models import AdapterHost, LoadedBase, Route, encode, positions, with_prefix
 from harness.spec import GenerationSettings
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _batches(host: AdapterHost, items: Sequence[R], adapter: Callable[[R], str |
 
 @contextmanager
 def _timed(recorder: Any | None, prompt_tokens: list[int]) -> Iterator[Any]:
-    """The batch's timing record (harness.timing.TimingRecorder), or None when nobody times."""
+    """The batch's timing record (harness.diagnostics.timing.TimingRecorder), or None when nobody times."""
     with recorder.batch(prompt_tokens) if recorder is not None else nullcontext() as record:
         yield record
 
@@ -115,7 +115,7 @@ def generate_until(host: AdapterHost, requests: Sequence[GenRequest], settings: 
                    recorder: Any | None = None) -> None:
     """Generate for every request; `on_result` is called as soon as each one finishes.
 
-    `recorder` (a harness.timing.TimingRecorder) times each batch when given.
+    `recorder` (a harness.diagnostics.timing.TimingRecorder) times each batch when given.
     """
     import torch
 
@@ -197,7 +197,7 @@ def _next_tokens(logits: torch.Tensor, settings: GenerationSettings) -> torch.Te
 def _decode_causal(host: AdapterHost, batch: list[GenRequest], settings: GenerationSettings) -> Iterator[GenResult]:
     """Our KV-cache decode loop; finished rows are yielded and dropped from the batch."""
     import torch
-    from harness.kv_cache import growing_cache
+    from harness.run.kv_cache import growing_cache
 
     base = host.base
     start = time.perf_counter()
@@ -248,7 +248,7 @@ def _last_logits_only(base: LoadedBase) -> dict[str, int]:
 
 def _trim_left_padding(cache: Any, mask: torch.Tensor) -> torch.Tensor:
     """Drop leading cache columns that are padding for every remaining row (they only cost work)."""
-    from harness.kv_cache import drop_leading_positions
+    from harness.run.kv_cache import drop_leading_positions
 
     used = mask.any(dim=0).nonzero()
     first = int(used[0]) if used.numel() else 0
