@@ -93,7 +93,8 @@ def _batches(host: AdapterHost, items: Sequence[R], adapter: Callable[[R], str |
     for group in groups.values():
         group.sort(key=length, reverse=True)
         for start in range(0, len(group), batch_size):
-            yield group[start : start + batch_size]
+            # rows of one adapter side by side: batched multi-LoRA then slices instead of gathering
+            yield sorted(group[start : start + batch_size], key=lambda item: adapter(item) or "")
 
 
 @contextmanager

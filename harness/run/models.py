@@ -28,9 +28,10 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from harness.errors import CellError, HarnessError
 from harness.spec import AdapterSpec, ModelKind, ModelSpec
@@ -51,6 +52,8 @@ ENCODER_TYPES = frozenset(
 )
 # Adapter types that the engine runs through a virtual-token prefix.
 PROMPT_TYPES = frozenset({"PROMPT_TUNING", "P_TUNING"})
+# How a mixed batch of LoRA adapters runs: PEFT's per-adapter loop, or harness.run.multi_lora.
+MultiLoraMode = Literal["peft", "batched"]
 
 
 @dataclass
@@ -341,26 +344,33 @@ class AttachedAdapter:
 
 @dataclass
 class Route:
-    """How to run one batch: the module to call, per-row PEFT adapter names, a virtual-token prefix."""
+    """How to run one batch: the module to call, per-row PEFT adapter names, a virtual-token prefix,
+    or the batched multi-LoRA state (harness.run.multi_lora.LoraBatch) that replaces adapter names."""
 
     module: Any
     adapter_names: list[str] | None = None
     prefix: torch.Tensor | None = None  # (num_virtual_tokens, hidden): prompt tuning embeddings
+    lora: Any = None  # LoraBatch: installed around every call
 
     def select(self, rows: Sequence[int]) -> Route:
         """The same route for a subset of rows (finished rows leave the batch)."""
         names = None if self.adapter_names is None else [self.adapter_names[i] for i in rows]
-        return Route(self.module, names, self.prefix)
+        return Route(self.module, names, self.prefix, None if self.lora is None else self.lora.select(rows))
 
     def __call__(self, **inputs: Any) -> Any:
         if self.adapter_names is not None:
             inputs["adapter_names"] = self.adapter_names
-        return self.module(**inputs)
+        with self._lora_active():
+            return self.module(**inputs)
 
     def generate(self, **inputs: Any) -> Any:
         if self.adapter_names is not None:
             inputs["adapter_names"] = self.adapter_names
-        return self.module.generate(**inputs)
+        with self._lora_active():
+            return self.module.generate(**inputs)
+
+    def _lora_active(self) -> Any:
+        return nullcontext() if self.lora is None else self.lora.active()
 
 
 def dense_state_dict(model: Any) -> dict[str, Any]:
@@ -546,8 +556,10 @@ def _missing_targets(config: dict[str, Any], base_model: Any) -> list[str]:
 class AdapterHost:
     """One base model plus its adapters; see the module docstring for how the base stays pure."""
 
-    def __init__(self, base: LoadedBase) -> None:
+    def __init__(self, base: LoadedBase, multi_lora: MultiLoraMode = "batched") -> None:
         self.base = base
+        self.multi_lora = multi_lora
+        self._lora_layers: list[Any] | None = None  # the LoRA layers of self._lora, found once per adapter set
         self.adapters: dict[str, AttachedAdapter] = {}
         self._lora: Any = None  # the one PeftModel shared by all LoRA-family adapters
         self._own: dict[str, Any] = {}  # name -> its own PeftModel (IA3, prompt tuning, …)
@@ -596,6 +608,7 @@ class AdapterHost:
         try:
             if attached.hot_swappable and self._lora is not None:
                 self._lora.load_adapter(path, adapter_name=spec.name, is_trainable=False)
+                self._lora_layers = None
             elif attached.hot_swappable:
                 self._lora = PeftModel.from_pretrained(_share_clone(self.base.model), path, adapter_name=spec.name)
                 self._lora.eval()
@@ -615,6 +628,7 @@ class AdapterHost:
 
     def _forget(self, name: str) -> None:
         self._own.pop(name, None)
+        self._lora_layers = None
         if self._lora is None or name not in self._lora.peft_config:
             return
         if not any(a.hot_swappable for a in self.adapters.values()):
@@ -650,7 +664,7 @@ class AdapterHost:
             # base rows never touch a PEFT layer; the untouched model skips PEFT's per-call hooks
             return Route(self.base.model)
         if group == "mixed":
-            return Route(self._lora, [a or BASE_ROW for a in adapters])
+            return self._mixed_route(adapters)
         name = group.removeprefix("solo:")
         if self.adapters[name].hot_swappable:  # DoRA: PEFT refuses adapter_names, so activate it alone
             self._lora.set_adapter(name)
@@ -662,6 +676,19 @@ class AdapterHost:
             prompt = wrapper.get_prompt(batch_size=1)[0, : wrapper.active_peft_config.num_virtual_tokens]
             return Route(wrapper.get_base_model(), prefix=prompt.detach().to(self.base.dtype))
         return Route(wrapper)
+
+    def _mixed_route(self, adapters: Sequence[str | None]) -> Route:
+        """Batched multi-LoRA when asked for and every adapter of the batch qualifies, else PEFT's loop."""
+        if self.multi_lora == "batched":
+            from harness.run import multi_lora
+
+            if self._lora_layers is None:
+                self._lora_layers = multi_lora.lora_layers(self._lora)
+            names = sorted({a for a in adapters if a is not None})
+            if multi_lora.unsupported_reason(self._lora, self._lora_layers, names) is None:
+                # the LoRA-injected model itself: PeftModel's forward adds nothing but per-call hooks
+                return Route(self._lora.get_base_model(), lora=multi_lora.LoraBatch(self._lora_layers, adapters))
+        return Route(self._lora, [a or BASE_ROW for a in adapters])
 
     # ------------------------------------------------------------ probe
 
