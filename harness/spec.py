@@ -165,6 +165,9 @@ class RunSpec(Frozen):
     prompt: str | None = None
     seed: int = 0
     spectral: bool = False
+    # How mixed batches of LoRA adapters run (harness.run.multi_lora): both give the same predictions,
+    # so it is not part of a prediction's key; "peft" keeps PEFT's per-adapter loop for comparison.
+    multi_lora: Literal["peft", "batched"] = "batched"
 
 
 def stable_hash(payload: Any) -> str:

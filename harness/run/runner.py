@@ -64,7 +64,7 @@ class GroupRunner:
         tasks, lm_eval_tasks = split_lm_eval(tasks)  # hook: `lm_eval:NAME` cells run through lm-eval's evaluator
         encoder_labels = max((len(task.choices) for task in tasks), default=0) or None
         base = load_base(self.spec.model, num_labels=encoder_labels)
-        host = AdapterHost(base)
+        host = AdapterHost(base, multi_lora=self.spec.multi_lora)
         base_facts = {"kind": base.kind, "dtype": str(base.dtype).removeprefix("torch."), "load_in_4bit": self.spec.model.load_in_4bit}
         attached, failures = self._attach(host, tasks)
         if self.spec.spectral:
