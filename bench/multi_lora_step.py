@@ -83,7 +83,7 @@ def step_variants(host, texts: list[str], mixed: list[str | None]) -> tuple[dict
 
         def step(route=route, cache=cache, mask=mask) -> object:
             out = route(input_ids=token, attention_mask=mask, position_ids=pos[:, -1:] + 1, past_key_values=cache, use_cache=True)
-            cache.crop(length)
+            cache.crop(-1)  # forget the token just added: every repeat sees the same length
             return out
 
         variants[label] = step

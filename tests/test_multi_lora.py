@@ -17,10 +17,10 @@ from harness.spec import AdapterSpec, GenerationSettings, ModelSpec
 ZOO = Path(__file__).resolve().parent.parent / "adapters_zoo" / "smollm2-135m" / "resume_json"
 ZOO_LORAS = ("lora_r1", "lora_r8", "lora_r64", "lora_r16_rslora")
 PROMPTS = [
-    "###resume: Jane Doe, data engineer, jane@example.com, Python ###json:",
-    "hello",
+    "###resume: Jane Doe, data engineer, jane@example.com ###json:",
     "###resume: Tran Van An, accountant ###json:",
 ]
+KEEP = 4  # logits of the last positions only: the vocabulary projection is most of a forward's cost
 
 
 def _rows(adapters: list[str]) -> tuple[list[str | None], list[str]]:
@@ -31,10 +31,10 @@ def _rows(adapters: list[str]) -> tuple[list[str | None], list[str]]:
 
 
 def _all_logits(host: AdapterHost, adapters: list[str | None], prompts: list[str]) -> torch.Tensor:
-    """Logits at every position of a padded batch (the form the prefill and the decode steps share)."""
+    """Logits at the last KEEP positions of a padded batch."""
     route = host.route(adapters)
     enc = encode(host.base, prompts)
-    out = route(**enc, position_ids=positions(enc["attention_mask"]), use_cache=False)
+    out = route(**enc, position_ids=positions(enc["attention_mask"]), use_cache=False, logits_to_keep=KEEP)
     return out.logits.float()
 
 
@@ -44,10 +44,10 @@ def _peft_per_adapter(host: AdapterHost, adapters: list[str | None], prompts: li
     peft_model = next(host.wrappers())
     enc = encode(host.base, prompts)
     pos = positions(enc["attention_mask"])
-    expected = host.base.model(**enc, position_ids=pos, use_cache=False).logits.float()
+    expected = host.base.model(**enc, position_ids=pos, use_cache=False, logits_to_keep=KEEP).logits.float()
     for name in {a for a in adapters if a is not None}:
         peft_model.set_adapter(name)
-        logits = peft_model(**enc, position_ids=pos, use_cache=False).logits.float()
+        logits = peft_model(**enc, position_ids=pos, use_cache=False, logits_to_keep=KEEP).logits.float()
         rows = [i for i, a in enumerate(adapters) if a == name]
         expected[rows] = logits[rows]
     return expected
@@ -55,7 +55,7 @@ def _peft_per_adapter(host: AdapterHost, adapters: list[str | None], prompts: li
 
 def _assert_exact(host: AdapterHost, adapters: list[str | None], prompts: list[str],
                   monkeypatch: pytest.MonkeyPatch) -> None:
-    mask = encode(host.base, prompts)["attention_mask"].bool()
+    mask = encode(host.base, prompts)["attention_mask"][:, -KEEP:].bool()
     with torch.inference_mode():
         expected = _peft_per_adapter(host, adapters, prompts)
         assert host.route(adapters).lora is not None, "the batch did not take the batched path"
@@ -72,7 +72,7 @@ def _assert_exact(host: AdapterHost, adapters: list[str | None], prompts: list[s
 def _generate(host: AdapterHost, adapters: list[str | None], prompts: list[str], batch_size: int) -> dict[str, str]:
     out: dict[str, GenResult] = {}
     requests = [GenRequest(f"{i}|{a}", p, a) for i, (a, p) in enumerate(zip(adapters, prompts))]
-    generate_until(host, requests, GenerationSettings(max_new_tokens=16, stop=("###",)), batch_size,
+    generate_until(host, requests, GenerationSettings(max_new_tokens=12, stop=("###",)), batch_size,
                    lambda r: out.__setitem__(r.key, r))
     return {k: v.text for k, v in out.items()}
 
@@ -143,3 +143,25 @@ def test_layer_forwards_are_restored_after_a_batch(zoo_host: AdapterHost) -> Non
     with route.lora.active():
         assert all("forward" in vars(layer) for layer in layers)
     assert not any("forward" in vars(layer) for layer in layers)
+
+
+def test_multi_lora_mode_is_not_part_of_the_prediction_key() -> None:
+    from harness.registry import task_registry
+    from harness.run.runner import settings_for
+    from harness.spec import RunSpec
+
+    task = task_registry().get("resume_json")
+    facts = {"kind": "causal", "dtype": "float32", "load_in_4bit": False}
+    specs = [RunSpec(tasks=("resume_json",), model=ModelSpec(name="smollm2-135m"), multi_lora=mode)
+             for mode in ("peft", "batched")]
+    assert specs[0] != specs[1]
+    assert settings_for(specs[0], task, facts) == settings_for(specs[1], task, facts)
+
+
+def test_qlora_on_its_4bit_base_equals_peft(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zoo's QLoRA adapter mixed with a plain LoRA on the 4-bit NF4 base (bitsandbytes' CPU kernels)."""
+    host = AdapterHost(load_base(ModelSpec(name="smollm2-135m", load_in_4bit=True)))
+    for name in ("qlora_r16", "lora_r8"):
+        host.add(AdapterSpec(path=ZOO / name, name=name))
+    adapters, prompts = _rows(["qlora_r16", "lora_r8"])
+    _assert_exact(host, adapters, prompts, monkeypatch)
