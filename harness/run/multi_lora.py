@@ -123,8 +123,7 @@ class LoraBatch:
 
 def _plans(layers: Sequence[Any], rows: Sequence[str | None]) -> list[_LayerPlan | None]:
     present = sorted({r for r in rows if r is not None})
-    device = layers[0].lora_A[next(iter(layers[0].lora_A))].weight.device if layers else torch.device("cpu")
-    owner = torch.tensor([present.index(r) if r is not None else -1 for r in rows], device=device)
+    owner = torch.tensor([present.index(r) if r is not None else -1 for r in rows])
     tables: dict[tuple[Any, ...], torch.Tensor] = {}  # most layers share one layout: build its table once
     plans: list[_LayerPlan | None] = []
     for layer in layers:
@@ -134,13 +133,15 @@ def _plans(layers: Sequence[Any], rows: Sequence[str | None]) -> list[_LayerPlan
             continue
         ranks = [layer.lora_A[n].weight.shape[0] for n in names]
         scales = [float(layer.scaling[n]) for n in names]
-        key = (tuple(names), tuple(ranks), tuple(scales))
-        if key not in tables:
-            tables[key] = _row_scale(owner, [present.index(n) for n in names], ranks, scales)
         segments = [_Segment(_rows_of(rows, n), layer.lora_A[n].weight, layer.lora_B[n].weight, s)
                     for n, s in zip(names, scales)]
+        a = segments[0].a  # a model split over devices keeps each layer's table on its layer's device
+        key = (tuple(names), tuple(ranks), tuple(scales), str(a.device), a.dtype)
+        if key not in tables:
+            table = _row_scale(owner, [present.index(n) for n in names], ranks, scales)
+            tables[key] = table.to(device=a.device, dtype=a.dtype)
         plans.append(_LayerPlan(torch.cat([s.a for s in segments]), torch.cat([s.b for s in segments], dim=1),
-                                tables[key].to(segments[0].a.dtype), segments))
+                                tables[key], segments))
     return plans
 
 
