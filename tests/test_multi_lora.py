@@ -165,3 +165,24 @@ def test_qlora_on_its_4bit_base_equals_peft(monkeypatch: pytest.MonkeyPatch) -> 
         host.add(AdapterSpec(path=ZOO / name, name=name))
     adapters, prompts = _rows(["qlora_r16", "lora_r8"])
     _assert_exact(host, adapters, prompts, monkeypatch)
+
+
+@pytest.mark.parametrize("segment_min", [2, 1 << 30])
+def test_rows_leaving_the_batch_keep_each_row_on_its_adapter(tiny_llama: Path, adapter_factory, segment_min: int,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Route.select (rows finish during decoding) gives what a fresh batch of the kept rows gives,
+    whether every adapter keeps a row (tables re-indexed) or one leaves (its columns dropped)."""
+    monkeypatch.setattr(multi_lora, "SEGMENT_MIN_TOKENS", segment_min)
+    host = AdapterHost(load_base(ModelSpec(name=str(tiny_llama))))
+    for seed, name in enumerate(("A", "B")):
+        host.add(AdapterSpec(path=adapter_factory(tiny_llama, "causal", "lora", seed=60 + seed, r=2 + 3 * seed), name=name))
+    rows: list[str | None] = ["A", "A", "B", None, "B"]
+    enc = encode(host.base, ["one two", "three", "four five six", "seven", "eight nine"])
+    route = host.route(rows)
+    with torch.inference_mode():
+        for keep in ([0, 2, 3, 4], [0, 1, 3]):
+            inputs = {k: v[keep] for k, v in enc.items()}
+            inputs["position_ids"] = positions(inputs["attention_mask"])
+            chosen = route.select(keep)
+            fresh = host.route([rows[i] for i in keep])
+            assert torch.equal(chosen(**inputs, use_cache=False).logits, fresh(**inputs, use_cache=False).logits)

@@ -79,6 +79,7 @@ def _layer_problem(layer: Any, name: str) -> str | None:
 
 @dataclass
 class _Segment:
+    name: str
     rows: slice | torch.Tensor  # the rows of one adapter: a slice when they are contiguous
     a: torch.Tensor  # [r, d_in]
     b: torch.Tensor  # [d_out, r]
@@ -104,8 +105,15 @@ class LoraBatch:
         self.plans = _plans(self.layers, self.rows)
 
     def select(self, keep: Sequence[int]) -> LoraBatch:
-        """The state for a subset of the rows (finished rows leave the batch during decoding)."""
-        return LoraBatch(self.layers, [self.rows[i] for i in keep])
+        """The state for a subset of the rows (finished rows leave the batch during decoding). While
+        every adapter still has a row, the stacked factors stay and only the row tables are indexed."""
+        rows = [self.rows[i] for i in keep]
+        if {r for r in rows if r is not None} != {r for r in self.rows if r is not None}:
+            return LoraBatch(self.layers, rows)  # an adapter left: drop its columns
+        chosen = LoraBatch.__new__(LoraBatch)
+        chosen.layers, chosen.rows = self.layers, rows
+        chosen.plans = _reindexed(self.plans, rows, keep)
+        return chosen
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -121,8 +129,26 @@ class LoraBatch:
                 del layer.forward  # the instance attribute goes; the class's forward is back
 
 
+def _reindexed(plans: Sequence[_LayerPlan | None], rows: Sequence[str | None], keep: Sequence[int]) -> list[_LayerPlan | None]:
+    index = torch.tensor(list(keep))
+    tables: dict[int, torch.Tensor] = {}  # layers that shared a table share its selection
+    where = {name: _rows_of(rows, name) for name in {r for r in rows if r is not None}}
+    out: list[_LayerPlan | None] = []
+    for plan in plans:
+        if plan is None:
+            out.append(None)
+            continue
+        key = id(plan.row_scale)
+        if key not in tables:
+            tables[key] = plan.row_scale[index.to(plan.row_scale.device)]
+        segments = [_Segment(seg.name, where[seg.name], seg.a, seg.b, seg.scale) for seg in plan.segments]
+        out.append(_LayerPlan(plan.a_cat, plan.b_cat, tables[key], segments))
+    return out
+
+
 def _plans(layers: Sequence[Any], rows: Sequence[str | None]) -> list[_LayerPlan | None]:
     present = sorted({r for r in rows if r is not None})
+    where = {name: _rows_of(rows, name) for name in present}
     owner = torch.tensor([present.index(r) if r is not None else -1 for r in rows])
     tables: dict[tuple[Any, ...], torch.Tensor] = {}  # most layers share one layout: build its table once
     plans: list[_LayerPlan | None] = []
@@ -133,7 +159,7 @@ def _plans(layers: Sequence[Any], rows: Sequence[str | None]) -> list[_LayerPlan
             continue
         ranks = [layer.lora_A[n].weight.shape[0] for n in names]
         scales = [float(layer.scaling[n]) for n in names]
-        segments = [_Segment(_rows_of(rows, n), layer.lora_A[n].weight, layer.lora_B[n].weight, s)
+        segments = [_Segment(n, where[n], layer.lora_A[n].weight, layer.lora_B[n].weight, s)
                     for n, s in zip(names, scales)]
         a = segments[0].a  # a model split over devices keeps each layer's table on its layer's device
         key = (tuple(names), tuple(ranks), tuple(scales), str(a.device), a.dtype)
