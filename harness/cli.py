@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -166,7 +166,7 @@ def run(
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Accept pickled adapter_model.bin weights.")] = False,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
     spectral: Annotated[bool, typer.Option("--spectral", help="Also store spectral diagnostics of each adapter.")] = False,
-    multi_lora: Annotated[str, typer.Option("--multi-lora", help="batched (LoRA adapters of a batch in 2 GEMMs per layer) or peft (PEFT's per-adapter loop); same predictions.")] = "batched",
+    multi_lora: Annotated[Literal["batched", "peft"], typer.Option("--multi-lora", help="batched (LoRA adapters of a batch in 2 GEMMs per layer) or peft (PEFT's per-adapter loop); same predictions.")] = "batched",
     executor: Annotated[str, typer.Option(help="local (this process) or ray (one worker per GPU, else per CPU; needs the ray extra).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local Ray instance).")] = None,
     store: StoreOption = None,
@@ -203,7 +203,7 @@ def run(
         prompt=prompt,
         seed=seed,
         spectral=spectral,
-        multi_lora=multi_lora,  # type: ignore[arg-type]
+        multi_lora=multi_lora,
     )
     _execute_and_print(spec, store, include_path or [], executor, ray_address)
 
