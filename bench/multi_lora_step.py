@@ -5,7 +5,7 @@ resume_json prompts, 1 thread. Variants are interleaved (A B C D A B C D ...) an
 load from other processes hits each alike; every figure is a ratio to the base in the same run.
 
     .venv/bin/python bench/multi_lora_step.py            # 32 rows, 64 new tokens, 7 rounds
-    .venv/bin/python bench/multi_lora_step.py --quick    # 16 rows, 24 new tokens, 3 rounds
+    .venv/bin/python bench/multi_lora_step.py --quick    # 9 rows, 16 new tokens, 3 rounds
 
 Rows:
 * decode step: one token per row on a KV cache of the prompts' length (the cache is cropped back
@@ -61,7 +61,8 @@ def interleaved(variants: dict[str, Callable[[], object]], rounds: int) -> dict[
 
 
 def step_variants(host, texts: list[str], mixed: list[str | None]) -> tuple[dict[str, Callable[[], object]], int]:
-    """One decode step per variant on a prefilled cache; returns the variants and the cache length."""
+    """One decode step per variant on one prefilled cache (a step's cost does not depend on the cached
+    numbers, so the variants share it); returns the variants and the cache length."""
     import torch
 
     from harness.run.kv_cache import growing_cache
@@ -70,18 +71,18 @@ def step_variants(host, texts: list[str], mixed: list[str | None]) -> tuple[dict
     enc = encode(host.base, texts)
     pos = positions(enc["attention_mask"])
     length = enc["input_ids"].shape[1]
+    cache = growing_cache(host.base.model.config, reserve=8)
+    host.base.model(**enc, position_ids=pos, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    token = torch.zeros(len(texts), 1, dtype=torch.long)
+    mask = torch.cat([enc["attention_mask"], enc["attention_mask"].new_ones(len(texts), 1)], dim=1)
     routes = {"base": ("peft", [None] * len(texts)), "PEFT single": ("peft", [ADAPTERS[3]] * len(texts)),
               "PEFT mixed": ("peft", mixed), "batched mixed": ("batched", mixed)}
     variants = {}
     for label, (mode, rows) in routes.items():
         host.multi_lora = mode
         route = host.route(rows)
-        cache = growing_cache(host.base.model.config, reserve=8)
-        route(**enc, position_ids=pos, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        token = torch.zeros(len(texts), 1, dtype=torch.long)
-        mask = torch.cat([enc["attention_mask"], enc["attention_mask"].new_ones(len(texts), 1)], dim=1)
 
-        def step(route=route, cache=cache, mask=mask) -> object:
+        def step(route=route) -> object:
             out = route(input_ids=token, attention_mask=mask, position_ids=pos[:, -1:] + 1, past_key_values=cache, use_cache=True)
             cache.crop(-1)  # forget the token just added: every repeat sees the same length
             return out
@@ -141,10 +142,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="16 rows, 24 new tokens, 3 rounds")
+    parser.add_argument("--quick", action="store_true", help="9 rows (one per adapter and the base), 16 new tokens, 3 rounds")
     args = parser.parse_args()
     if args.quick:
-        args.rows, args.max_new_tokens, args.rounds = 16, 24, 3
+        args.rows, args.max_new_tokens, args.rounds = 9, 16, 3
 
     import torch
 
@@ -159,28 +160,28 @@ def main() -> None:
     # every adapter and the base, round robin over the rows
     mixed = [([None, *ADAPTERS])[i % (len(ADAPTERS) + 1)] for i in range(len(texts))]
     mixed = sorted(mixed, key=lambda a: a or "")  # as the engine orders a batch
+    print(f"SmolLM2-135M fp32, {len(texts)} rows ({len(ADAPTERS)} adapters + base), {args.max_new_tokens} new tokens, "
+          f"1 thread, medians of {args.rounds} interleaved rounds (decode step: {args.rounds * 3})", flush=True)
     with torch.inference_mode():
         steps, length = step_variants(host, texts, mixed)
         step = interleaved(steps, args.rounds * 3)
+        print(f"\ndecode step, KV {length} (base {1000 * step['base']:.1f} ms):")
+        for label in ("PEFT single", "PEFT mixed", "batched mixed"):
+            print(f"  {label}: {step[label] / step['base']:.2f}x the base step", flush=True)
         prefill = interleaved(prefill_variants(host, texts, mixed), args.rounds)
+        print(f"\nprefill of the mixed batch: segments {1000 * prefill['prefill segments']:.0f} ms, concatenated "
+              f"{1000 * prefill['prefill concat']:.0f} ms (concat/segments {prefill['prefill concat'] / prefill['prefill segments']:.2f})",
+              flush=True)
         outputs: dict[str, dict[str, str]] = {}
         e2e = interleaved(generation_variants(host, texts, mixed, args.max_new_tokens, outputs), args.rounds)
-    print(f"SmolLM2-135M fp32, {len(texts)} rows ({len(ADAPTERS)} adapters + base), KV {length}, "
-          f"{args.max_new_tokens} new tokens, 1 thread, medians of {args.rounds} interleaved rounds "
-          f"(decode step: {args.rounds * 3})\n")
-    print("| | decode step | end to end |")
+    print("\n| | decode step | end to end |")
     print("| --- | --- | --- |")
-    print(f"| base only | 1.00 | 1.00 |")
+    print("| base only | 1.00 | 1.00 |")
     print(f"| PEFT, one adapter | {step['PEFT single'] / step['base']:.2f} | - |")
-    print(f"| PEFT mixed | {step['PEFT mixed'] / step['base']:.2f} | {e2e['e2e PEFT mixed'] / e2e['e2e base']:.2f} |")
-    print(f"| batched mixed | {step['batched mixed'] / step['base']:.2f} | {e2e['e2e batched mixed'] / e2e['e2e base']:.2f} |")
-    print(f"\nbase decode step {1000 * step['base']:.1f} ms; prefill of the mixed batch: segments "
-          f"{1000 * prefill['prefill segments']:.0f} ms, concatenated {1000 * prefill['prefill concat']:.0f} ms "
-          f"(concat/segments {prefill['prefill concat'] / prefill['prefill segments']:.2f})")
-    same = outputs["peft"] == outputs["batched"]
-    print(f"greedy text, batched vs PEFT mixed: {'identical' if same else 'DIFFERENT'} for "
-          f"{sum(outputs['peft'][k] == outputs['batched'][k] for k in outputs['peft'])}/{len(texts)} rows")
-
+    print(f"| PEFT mixed, {len(ADAPTERS)} adapters | {step['PEFT mixed'] / step['base']:.2f} | {e2e['e2e PEFT mixed'] / e2e['e2e base']:.2f} |")
+    print(f"| batched mixed, {len(ADAPTERS)} adapters | {step['batched mixed'] / step['base']:.2f} | {e2e['e2e batched mixed'] / e2e['e2e base']:.2f} |")
+    same = sum(outputs["peft"][k] == outputs["batched"][k] for k in outputs["peft"])
+    print(f"\ngreedy text, batched vs PEFT mixed: identical for {same}/{len(texts)} rows")
 
 if __name__ == "__main__":
     main()
