@@ -1,4 +1,4 @@
-"""Tests for harness/timing.py.
+"""Tests for the timing modules of harness/diagnostics (timers, memory, flops, peak_flops, recorder, overhead).
 
 The CUDA path runs for real where a GPU is present. Where none is, the `cuda` fixture replaces
 exactly these, and nothing else: torch.cuda.is_available (-> True), torch.cuda.Event (a host-clock
@@ -18,30 +18,14 @@ from typing import Any
 import pytest
 import torch
 
-from harness.diagnostics import timing
+from harness.diagnostics import memory, peak_flops
+from harness.diagnostics.flops import ModelCost, attention_flops, estimate_flops, model_cost
+from harness.diagnostics.memory import CudaPeakMemory, KernelPeakRss, RssSampler, make_memory_monitor
+from harness.diagnostics.overhead import Workload, adapter_overhead, peft_forward_overhead
+from harness.diagnostics.peak_flops import benchmark_matmul, measure_peak_flops, peak_flops_key
+from harness.diagnostics.recorder import TimingRecorder, percentile
+from harness.diagnostics.timers import CpuTimer, CudaTimer, Timer, make_timer
 from harness.errors import CellError, HarnessError
-from harness.diagnostics.timing import (
-    CpuTimer,
-    CudaPeakMemory,
-    CudaTimer,
-    KernelPeakRss,
-    ModelCost,
-    RssSampler,
-    Timer,
-    TimingRecorder,
-    Workload,
-    adapter_overhead,
-    attention_flops,
-    benchmark_matmul,
-    estimate_flops,
-    make_memory_monitor,
-    make_timer,
-    measure_peak_flops,
-    model_cost,
-    peak_flops_key,
-    peft_forward_overhead,
-    percentile,
-)
 
 REAL_CUDA = torch.cuda.is_available()
 
@@ -67,8 +51,8 @@ class ManualTimer(Timer):
         return end - start
 
 
-class FixedMemory(timing.MemoryMonitor):
-    kind: timing.MemoryKind = "rss"
+class FixedMemory(memory.MemoryMonitor):
+    kind: memory.MemoryKind = "rss"
 
     def __init__(self) -> None:
         self.resets = 0
@@ -226,14 +210,14 @@ def test_rss_sampler_reset_forgets_earlier_peak() -> None:
 def test_current_rss_agrees_with_psutil() -> None:
     import psutil  # installed with accelerate
 
-    ours, theirs = timing.current_rss_bytes(), psutil.Process().memory_info().rss
+    ours, theirs = memory.current_rss_bytes(), psutil.Process().memory_info().rss
     assert abs(ours - theirs) < 0.1 * theirs
 
 
 def test_rss_sampler_sees_a_real_allocation() -> None:
     sampler = RssSampler(interval_seconds=0.005)
     sampler.start()
-    baseline = timing.current_rss_bytes()
+    baseline = memory.current_rss_bytes()
     block = torch.ones(64 * 2**20 // 4)  # 64 MiB, written so that it is resident
     time.sleep(0.03)
     del block
@@ -251,7 +235,7 @@ def test_cpu_memory_monitor_catches_a_short_spike_and_forgets_warmup() -> None:
     warmup = torch.ones(128 * 2**20 // 4)  # a 128 MiB warm-up spike, freed at once
     del warmup
     monitor.reset()
-    baseline = timing.current_rss_bytes()
+    baseline = memory.current_rss_bytes()
     # 64 MiB, freed at once: no sampler could promise to see it. Above glibc's largest mmap threshold
     # (32 MiB), so it always gets fresh pages; a 32 MiB block could reuse resident heap pages left by
     # the warm-up and never raise the RSS (seen once on a fresh clone).
@@ -299,7 +283,7 @@ def test_peak_flops_measured_once_then_cached(tmp_path: Any, monkeypatch: pytest
     def must_not_run(*args: Any, **kwargs: Any) -> float:
         raise AssertionError("the cached peak should have been used")
 
-    monkeypatch.setattr(timing, "benchmark_matmul", must_not_run)
+    monkeypatch.setattr(peak_flops, "benchmark_matmul", must_not_run)
     assert measure_peak_flops("cpu", "float32", size=128) == first
 
 

@@ -142,7 +142,7 @@ class GroupRunner:
         ]
 
     def _cell_timing(self, job: _CellJob, stream: Any, cost: Any, share: float) -> dict[str, Any]:
-        from harness.diagnostics.timing import cell_share
+        from harness.diagnostics.cell_share import cell_share
 
         fresh = self._fresh(job)
         return cell_share(
@@ -156,7 +156,7 @@ class GroupRunner:
 
     def _costs(self, host: Any, base: Any, attached: dict[str, Any]) -> dict[str, Any]:
         """FLOPs per token of the base and of each adapter (unmerged: the adapter's extra matmuls)."""
-        from harness.diagnostics.timing import ModelCost, model_cost
+        from harness.diagnostics.flops import ModelCost, model_cost
 
         bare = model_cost(base.model)
         costs = {BASE_LABEL: bare}
@@ -247,7 +247,8 @@ class GroupRunner:
 
         import torch
 
-        from harness.diagnostics.timing import TimingRecorder, measure_peak_flops
+        from harness.diagnostics.peak_flops import measure_peak_flops
+        from harness.diagnostics.recorder import TimingRecorder
 
         torch.manual_seed(self.spec.seed)
         output_type = settings["output_type"]
