@@ -364,7 +364,7 @@ def diagnose(
 ) -> None:
     """Spectral diagnostics of an adapter's weights, exact from its low-rank factors; no task is run."""
     from harness.diagnostics.spectral import diagnose as diagnose_adapter
-    from harness.diagnostics.spectral import print_diagnostics, to_records
+    from harness.diagnostics.spectral_output import print_diagnostics, to_records
 
     if intruders and not model:
         raise HarnessError("--intruders compares the adapted weights with the base's; pass --model too.")

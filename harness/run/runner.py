@@ -99,7 +99,8 @@ class GroupRunner:
         merged layer (about half a second per layer on 2 cores), which would dwarf a small run.
         """
         from harness.run.models import dense_state_dict
-        from harness.diagnostics.spectral import diagnose, to_records
+        from harness.diagnostics.spectral import diagnose
+        from harness.diagnostics.spectral_output import to_records
 
         weights = dense_state_dict(base.model)
         for info in attached.values():
