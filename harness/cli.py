@@ -426,6 +426,7 @@ def gate(
     """Decide whether a candidate adapter may replace the baseline: exit 0 keep, 1 regression, 2 error."""
     from harness.gate.decide import GateSettings, run_gate
     from harness.gate.inputs import cell_for, cells_to_run, evaluate_sides, gate_input, parse_side
+    from harness.gate.outputs import to_json, to_junit_xml, to_markdown
     from harness.spec import ModelSpec, RunSpec
     from harness.store import Store
 
@@ -448,11 +449,11 @@ def gate(
         for name in tasks
     ]
     report = run_gate(inputs, settings)
-    typer.echo(report.to_markdown())
+    typer.echo(to_markdown(report))
     if junit:
-        junit.write_text(report.to_junit_xml(), encoding="utf-8")
+        junit.write_text(to_junit_xml(report), encoding="utf-8")
     if json_out:
-        json_out.write_text(report.to_json(), encoding="utf-8")
+        json_out.write_text(to_json(report), encoding="utf-8")
     raise typer.Exit(report.exit_code(strict))
 
 
