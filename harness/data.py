@@ -142,7 +142,7 @@ def load_task_function(task: TaskSpec, reference: str) -> Callable[..., Any]:
     path = task.folder / file_name
     if not path.is_file():
         raise HarnessError(f"Task '{task.name}' names '{path}', which does not exist; add the file or fix dataset.python.")
-    module = _import_file(path)
+    module = import_task_file(path)
     function = getattr(module, function_name, None)
     if not callable(function):
         raise HarnessError(f"Task '{task.name}': '{path}' has no function '{function_name}'.")
@@ -150,7 +150,13 @@ def load_task_function(task: TaskSpec, reference: str) -> Callable[..., Any]:
 
 
 @lru_cache(maxsize=None)
-def _import_file(path: Path) -> Any:
+def import_task_file(path: Path) -> Any:
+    """Import a task folder's Python file by path, once per process.
+
+    Task folders are not packages, so a task file that is split into several files loads its
+    siblings through this (e.g. tasks/resume_json/generate.py loads records.py and render.py); the
+    cache keeps one module object per file, so the siblings share their classes.
+    """
     module_name = f"harness_task_plugin_{abs(hash(str(path)))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec is not None and spec.loader is not None
