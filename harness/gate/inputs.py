@@ -19,6 +19,7 @@ from harness.errors import HarnessError
 from harness.gate.decide import GateInput, Side
 from harness.metrics import get_metric
 from harness.registry import task_registry
+from harness.metrics.filters import apply_filters
 from harness.scoring import scoring_input
 from harness.spec import AdapterSpec, RunSpec
 from harness.store import Store
@@ -74,7 +75,8 @@ def side_from_cell(store: Store, cell_id: int, include_paths: Sequence[Path] = (
     predictions = store.cell_predictions(cell_id)
     by_id = {example.id: example for example in load_examples(task, cell.split)}
     examples = [by_id[p.example_id] for p in predictions]
-    data = scoring_input(task, examples, [p.prediction for p in predictions])
+    # the gate judges what the leaderboard shows: the task's filtered text (filters.py)
+    data = scoring_input(task, examples, [apply_filters(task.filters, p.prediction) for p in predictions])
     scores = store.example_scores(cell_id)
     return Side(
         ids=[e.id for e in examples],

@@ -208,7 +208,7 @@ class GroupRunner:
             "adapter_bytes": folder_bytes(cell.adapter.path) if cell.adapter else None,
             "task": cell.task.name,
             "split": cell.task.eval_split,
-            "settings_json": settings,
+            "settings_json": settings | ({"filters": list(cell.task.filters)} if cell.task.filters else {}),  # filters: scoring only, not in the key
             "status": "running",
             "error": None,
             "n_examples": len(examples),
