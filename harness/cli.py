@@ -194,7 +194,7 @@ def run(
     spec = RunSpec(
         tasks=tuple(task_names),
         model=model_spec,
-        adapters=tuple(resolve_adapters(adapter_paths, allow_pickle)),
+        adapters=tuple(resolve_adapters(adapter_paths, allow_pickle, keep_bad=True)),  # a bad path fails its own cells
         include_base=not no_base,
         limit=limit,
         batch_size=batch_size,
@@ -218,7 +218,15 @@ def _execute_and_print(spec, store_path: Optional[Path], include_paths: list[Pat
     print_outcomes(console, result.outcomes)
     console.print(f"run {result.run_id}: results in {result.results_file}; store {store.path}")
     if result.failed:
+        _print_failures(result.failed, len(result.outcomes))
         raise typer.Exit(1)
+
+
+def _print_failures(failed, total: int) -> None:
+    """The summary at the end of a run: each failed cell with its reason, on stderr for CI logs."""
+    typer.echo(f"{len(failed)} of {total} cells failed:", err=True)
+    for outcome in failed:
+        typer.echo(f"  {outcome.task} / {outcome.adapter}: {outcome.error}", err=True)
 
 
 class _progress:
