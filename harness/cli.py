@@ -261,7 +261,7 @@ class _progress:
 
 
 class _PlainLines:
-    """One line when a stream starts, then at most one every PLAIN_EVERY_S seconds, and one when it ends."""
+    """One line when a stream starts, then at most one every PLAIN_EVERY_S seconds, and one when it ends (on stderr)."""
 
     PLAIN_EVERY_S = 10.0
 
@@ -288,7 +288,7 @@ class _PlainLines:
             self._say(f"{self.done}/{self.total} ({rate:.2f}/s, {elapsed:.0f} s elapsed, ~{left:.0f} s left)")
 
     def _say(self, text: str) -> None:
-        typer.echo(f"[progress] {self.description}: {text}")
+        typer.echo(f"[progress] {self.description}: {text}", err=True)  # stderr: stdout stays the command's output
 
 
 @app.command()

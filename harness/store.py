@@ -198,6 +198,7 @@ class CellRow:
     cell_id: int
     run_id: str
     base: str
+    base_hash: str | None
     adapter: str | None
     adapter_path: str | None
     adapter_hash: str | None
@@ -479,6 +480,7 @@ def _cell_row(row: sqlite3.Row) -> CellRow:
         cell_id=row["cell_id"],
         run_id=row["run_id"],
         base=row["base"],
+        base_hash=row["base_hash"],
         adapter=row["adapter"],
         adapter_path=row["adapter_path"],
         adapter_hash=row["adapter_hash"],

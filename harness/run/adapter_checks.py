@@ -25,6 +25,8 @@ WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 def check_folder(spec: AdapterSpec) -> None:
     """The folder exists, holds a config and weights this process can read, and names a PEFT type PEFT knows."""
     folder = Path(spec.path)
+    if folder.exists() and not folder.is_dir():
+        raise CellError(f"Adapter '{spec.name}': {folder} is a file, not an adapter folder; pass the folder that holds {CONFIG_FILE}.")
     if not folder.is_dir():
         raise CellError(f"Adapter '{spec.name}': folder {folder} does not exist; check the path.")
     if not os.access(folder, os.R_OK | os.X_OK):
