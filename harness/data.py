@@ -99,6 +99,11 @@ def _write_manifest(path: Path, known: dict[str, int]) -> None:
 _EXAMPLES: dict[tuple[str, str, str], tuple[Example, ...]] = {}
 
 
+def forget_examples() -> None:
+    """Drop the examples this process has parsed (a long-lived process after its data changed; tests)."""
+    _EXAMPLES.clear()
+
+
 def _cached_examples(task: TaskSpec, split: str) -> tuple[Example, ...]:
     if split not in task.splits:
         raise HarnessError(f"Task '{task.name}' has no split '{split}'; choose one of {', '.join(task.splits)}.")

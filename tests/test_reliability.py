@@ -223,3 +223,39 @@ def test_a_bad_task_file_fails_only_its_task(tmp_path) -> None:
     assert "broken" not in registry.names()
     with pytest.raises(HarnessError, match=r"task.yaml' is not valid YAML at line \d+"):
         registry.get("broken")
+
+
+def test_unknown_peft_type_is_blamed_on_the_adapter(tmp_path) -> None:
+    import json
+
+    from harness.errors import CellError
+    from harness.run.adapter_checks import check_folder
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "FANCY_NEW", "r": 4}))
+    spec = resolve_adapters([tmp_path])[0]
+    with pytest.raises(CellError, match="unknown peft_type 'FANCY_NEW'.*upgrade PEFT"):
+        check_folder(spec)
+
+
+def test_jsonl_errors_keep_their_detail(tmp_path) -> None:
+    from harness.data import read_jsonl
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n{"a": "bad\tvalue"}\n', encoding="utf-8")
+    with pytest.raises(HarnessError, match=r"Line 2 of .* \(Invalid control character at: column \d+\)"):
+        read_jsonl(path)
+
+
+def test_split_sizes_come_from_the_manifest_once_counted(tasks_dir, tmp_path, monkeypatch) -> None:
+    from harness import data
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    task = task_registry([tasks_dir]).get("rel_gen")
+    assert data.split_sizes(task) == {"test": EXAMPLES}
+    data.forget_examples()  # only the manifest can answer now
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("a split was read although its size is in the manifest")
+
+    monkeypatch.setattr(data, "load_rows", no_parse)
+    assert data.split_sizes(task) == {"test": EXAMPLES}
