@@ -229,12 +229,12 @@ def test_unknown_peft_type_is_blamed_on_the_adapter(tmp_path) -> None:
     import json
 
     from harness.errors import CellError
-    from harness.run.adapter_checks import check_folder
+    from harness.run.adapter_checks import check_peft_type
 
     (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "FANCY_NEW", "r": 4}))
     spec = resolve_adapters([tmp_path])[0]
     with pytest.raises(CellError, match="unknown peft_type 'FANCY_NEW'.*upgrade PEFT"):
-        check_folder(spec)
+        check_peft_type(spec, tmp_path / "adapter_config.json")
 
 
 def test_jsonl_errors_keep_their_detail(tmp_path) -> None:

@@ -23,7 +23,7 @@ WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 def check_folder(spec: AdapterSpec) -> None:
-    """The folder exists, holds a config and weights this process can read, and names a PEFT type PEFT knows."""
+    """The folder exists and holds a config and weights this process can read (no PEFT import: cheap)."""
     folder = Path(spec.path)
     if folder.exists() and not folder.is_dir():
         raise CellError(f"Adapter '{spec.name}': {folder} is a file, not an adapter folder; pass the folder that holds {CONFIG_FILE}.")
@@ -37,11 +37,13 @@ def check_folder(spec: AdapterSpec) -> None:
     for path in [config, *(folder / name for name in WEIGHT_FILES)]:
         if path.exists() and not os.access(path, os.R_OK):
             raise CellError(f"Adapter '{spec.name}': {path} is not readable; fix its permissions.")
-    check_peft_type(spec, config)
 
 
 def check_peft_type(spec: AdapterSpec, config_path: Path) -> None:
-    """An unknown peft_type is the adapter's fault (or a newer PEFT's), not the base's."""
+    """An unknown peft_type is the adapter's fault (or a newer PEFT's), not the base's.
+
+    Checked only before attaching: importing PEFT costs seconds, and a cached re-run needs no PEFT.
+    """
     from peft import PeftType
 
     try:
@@ -103,7 +105,7 @@ def adapter_facts(spec: AdapterSpec) -> AdapterFacts | None:
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         from safetensors import safe_open
 
-        with safe_open(str(weights), framework="pt") as handle:
+        with safe_open(str(weights), framework="numpy") as handle:  # shapes only: no torch needed
             numel = sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())
     except Exception:  # noqa: BLE001 - unreadable or corrupt: attaching reports it with its reason
         return None

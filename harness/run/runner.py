@@ -179,11 +179,14 @@ class GroupRunner:
 
     def _attach(self, host: Any, tasks: Sequence[Any], usable: Sequence[AdapterSpec]) -> tuple[dict[str, Any], list[CellOutcome]]:
         """Attach and probe every adapter; a bad one fails its own cells only."""
+        from harness.run.adapter_checks import CONFIG_FILE, check_peft_type
+
         attached: dict[str, Any] = {}
         failures: list[CellOutcome] = []
         probe_prompts = self._probe_prompts(host, [task for task in tasks if isinstance(task, TaskSpec)])
         for adapter in usable:
             try:
+                check_peft_type(adapter, adapter.path / CONFIG_FILE)
                 info = host.add(adapter)
                 if probe_prompts is not None:
                     _check_probe(adapter, host.probe(adapter.name, probe_prompts))
