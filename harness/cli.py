@@ -70,6 +70,8 @@ def tasks_list(ctx: typer.Context, include_path: IncludePath = None) -> None:
         except HarnessError as error:
             sizes = f"unavailable: {error}"
         table.add_row(name, task.output_type, ", ".join(task.metrics), sizes)
+    for name, error in registry.broken().items():  # a bad task file fails only its own row
+        table.add_row(name, "-", "-", f"unusable: {error}")
     _console().print(table)
 
 
@@ -194,7 +196,7 @@ def run(
     spec = RunSpec(
         tasks=tuple(task_names),
         model=model_spec,
-        adapters=tuple(resolve_adapters(adapter_paths, allow_pickle)),
+        adapters=tuple(resolve_adapters(adapter_paths, allow_pickle, keep_bad=True)),  # a bad path fails its own cells
         include_base=not no_base,
         limit=limit,
         batch_size=batch_size,
@@ -218,21 +220,33 @@ def _execute_and_print(spec, store_path: Optional[Path], include_paths: list[Pat
     print_outcomes(console, result.outcomes)
     console.print(f"run {result.run_id}: results in {result.results_file}; store {store.path}")
     if result.failed:
+        _print_failures(result.failed, len(result.outcomes))
         raise typer.Exit(1)
 
 
+def _print_failures(failed, total: int) -> None:
+    """The summary at the end of a run: each failed cell with its reason, on stderr for CI logs."""
+    typer.echo(f"{len(failed)} of {total} cells failed:", err=True)
+    for outcome in failed:
+        typer.echo(f"  {outcome.task} / {outcome.adapter}: {outcome.error}", err=True)
+
+
 class _progress:
-    """A rich progress bar per task stream (the runner asks for one per engine call)."""
+    """Progress per task stream (the runner asks for one per engine call): rich bars on a terminal,
+    plain throttled lines elsewhere (CI logs), so a long run is never silent."""
 
     def __init__(self, console) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+        self.plain = not console.is_terminal
         self.bars = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, transient=False,
+            console=console, transient=False, disable=self.plain,
         )
 
     def __enter__(self):
+        if self.plain:
+            return lambda description, total: _PlainLines(description, total).advance
         self.bars.__enter__()
 
         def start(description: str, total: int):
@@ -242,12 +256,47 @@ class _progress:
         return start
 
     def __exit__(self, *exc) -> None:
-        self.bars.__exit__(*exc)
+        if not self.plain:
+            self.bars.__exit__(*exc)
+
+
+class _PlainLines:
+    """One line when a stream starts, then at most one every PLAIN_EVERY_S seconds, and one when it ends (on stderr)."""
+
+    PLAIN_EVERY_S = 10.0
+
+    def __init__(self, description: str, total: int) -> None:
+        import time
+
+        self.clock = time.monotonic
+        self.description, self.total, self.done = description, total, 0
+        self.started = self.last = self.clock()
+        self._say(f"started, {total} predictions to make")
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = self.clock()
+        if self.done < self.total and now - self.last < self.PLAIN_EVERY_S:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = self.done / elapsed
+        if self.done >= self.total:
+            self._say(f"finished {self.done}/{self.total} in {elapsed:.0f} s ({rate:.2f}/s)")
+        else:
+            left = (self.total - self.done) / rate if rate else float("inf")
+            self._say(f"{self.done}/{self.total} ({rate:.2f}/s, {elapsed:.0f} s elapsed, ~{left:.0f} s left)")
+
+    def _say(self, text: str) -> None:
+        typer.echo(f"[progress] {self.description}: {text}", err=True)  # stderr: stdout stays the command's output
 
 
 @app.command()
-def runs(store: StoreOption = None) -> None:
-    """List the runs in the results store."""
+def runs(
+    store: StoreOption = None,
+    prune: Annotated[bool, typer.Option("--prune", help="Delete interrupted runs and their cells (their predictions stay for reuse).")] = False,
+) -> None:
+    """List the runs in the results store; a run whose process is gone shows as interrupted, with how far it got."""
     import datetime
 
     from rich.table import Table
@@ -255,15 +304,21 @@ def runs(store: StoreOption = None) -> None:
     from harness.store import Store
 
     results = Store(store)
+    if prune:
+        gone = results.prune_interrupted()
+        typer.echo(f"pruned {len(gone)} interrupted run(s){': ' + ', '.join(gone) if gone else ''}")
+        return
     table = Table(title=f"runs in {results.path}")
-    for column in ("run", "started", "status", "tasks", "model", "cells"):
+    for column in ("run", "started", "status", "tasks", "model", "progress"):
         table.add_column(column)
     for row in results.runs():
         spec = json.loads(row["spec_json"])
-        cells = results.cells(run_id=row["run_id"])
-        done = sum(cell.status == "done" for cell in cells)
+        status = results.run_status(row["run_id"])
+        if status == "interrupted":
+            status = "interrupted (re-run the same command to resume, or `harness runs --prune`)"
         started = datetime.datetime.fromtimestamp(row["created"]).strftime("%Y-%m-%d %H:%M")
-        table.add_row(row["run_id"], started, row["status"], ",".join(spec.get("tasks", [])), spec.get("model", {}).get("name", ""), f"{done}/{len(cells)} done")
+        progress = str(results.run_progress(row["run_id"]))
+        table.add_row(row["run_id"], started, status, ",".join(spec.get("tasks", [])), spec.get("model", {}).get("name", ""), progress)
     _console().print(table)
 
 
@@ -425,7 +480,7 @@ def gate(
 ) -> None:
     """Decide whether a candidate adapter may replace the baseline: exit 0 keep, 1 regression, 2 error."""
     from harness.gate.decide import GateSettings, run_gate
-    from harness.gate.inputs import cell_for, cells_to_run, evaluate_sides, gate_input, parse_side
+    from harness.gate.inputs import cell_for, cells_to_run, evaluate_sides, gate_input, parse_side, side_warnings
     from harness.gate.outputs import to_json, to_junit_xml, to_markdown
     from harness.spec import ModelSpec, RunSpec
     from harness.store import Store
@@ -444,10 +499,10 @@ def gate(
         )
         with _progress(console) as progress:
             cells = evaluate_sides(spec, results, include_path or [], progress)
-    inputs = [
-        gate_input(results, name, cell_for(refs[0], name, cells, results), cell_for(refs[1], name, cells, results), metric or (), include_path or [])
-        for name in tasks
-    ]
+    pairs = {name: (cell_for(refs[0], name, cells, results), cell_for(refs[1], name, cells, results)) for name in tasks}
+    inputs = [gate_input(results, name, *pairs[name], metric or (), include_path or []) for name in tasks]
+    for warning in (text for pair in pairs.values() for text in side_warnings(results, *pair)):
+        typer.echo(f"warning: {warning}", err=True)
     report = run_gate(inputs, settings)
     typer.echo(to_markdown(report))
     if junit:

@@ -10,6 +10,8 @@ On a real GPU the same fixture only wraps the real functions to count calls.
 from __future__ import annotations
 
 import json
+import mmap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -214,13 +216,35 @@ def test_current_rss_agrees_with_psutil() -> None:
     assert abs(ours - theirs) < 0.1 * theirs
 
 
+def resident_block(size: int) -> mmap.mmap:
+    """`size` bytes the kernel must back: an anonymous mapping with a byte written on every page.
+
+    A tensor or numpy buffer may come from an allocator's pool or from pages already resident, and
+    then not raise the RSS at all; fresh anonymous pages written one by one always do. `close()`
+    unmaps them at once.
+    """
+    block = mmap.mmap(-1, size)
+    for offset in range(0, size, mmap.PAGESIZE):
+        block[offset] = 1
+    return block
+
+
 def test_rss_sampler_sees_a_real_allocation() -> None:
-    sampler = RssSampler(interval_seconds=0.005)
+    samples = threading.Semaphore(0)
+
+    def counted_read() -> int:
+        value = memory.current_rss_bytes()
+        samples.release()
+        return value
+
+    sampler = RssSampler(interval_seconds=0.005, read=counted_read)
     sampler.start()
     baseline = memory.current_rss_bytes()
-    block = torch.ones(64 * 2**20 // 4)  # 64 MiB, written so that it is resident
-    time.sleep(0.03)
-    del block
+    block = resident_block(64 * 2**20)
+    # Hold the block until the thread has sampled twice with it resident, however loaded the machine.
+    for _ in range(3):  # the first release may be a sample taken before the block was written
+        assert samples.acquire(timeout=60), "the sampling thread took no sample within a minute"
+    block.close()
     sampler.stop()
     assert sampler.peak_bytes() >= baseline + 48 * 2**20
 
@@ -232,20 +256,17 @@ def test_cpu_memory_monitor_catches_a_short_spike_and_forgets_warmup() -> None:
         return
     assert isinstance(monitor, KernelPeakRss)
     monitor.start()
-    warmup = torch.ones(128 * 2**20 // 4)  # a 128 MiB warm-up spike, freed at once
-    del warmup
+    resident_block(128 * 2**20).close()  # a 128 MiB warm-up spike, unmapped at once
     monitor.reset()
     baseline = memory.current_rss_bytes()
-    # 64 MiB, freed at once: no sampler could promise to see it. Above glibc's largest mmap threshold
-    # (32 MiB), so it always gets fresh pages; a 32 MiB block could reuse resident heap pages left by
-    # the warm-up and never raise the RSS (seen once on a fresh clone).
-    spike = torch.ones(64 * 2**20 // 4)
-    del spike
+    # 64 MiB of fresh pages, unmapped at once: no sampler could promise to see it; the kernel's peak does.
+    resident_block(64 * 2**20).close()
     monitor.stop()
     peak = monitor.peak_bytes()
     assert baseline + 48 * 2**20 <= peak < baseline + 160 * 2**20
-    torch.ones(64 * 2**20 // 4)  # after stop: not the cell's memory
+    after = resident_block(64 * 2**20)  # after stop: not the cell's memory
     assert monitor.peak_bytes() == peak
+    after.close()
 
 
 # ---------------------------------------------------------------- FLOPs

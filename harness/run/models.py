@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import CellError, HarnessError
+from harness.run.adapter_checks import check_finite
 from harness.spec import AdapterSpec, ModelKind, ModelSpec
 
 if TYPE_CHECKING:
@@ -296,6 +297,17 @@ def weights_hash(model: Any, source: str, extra: str) -> str:
     """state_dict_hash, cached in a small JSON keyed by weight files' path+size+mtime (+ load options)."""
     key = _hash_key(source, extra)
     files = _hash_cache_files(source) if key else []
+    cached = _cached_hash(key, files)
+    if cached is not None:
+        return cached
+    value = state_dict_hash(model)
+    for path in files:
+        if _write_json_entry(path, key, value):
+            break
+    return value
+
+
+def _cached_hash(key: str | None, files: Sequence[Path]) -> str | None:
     for path in files:
         try:
             cached = json.loads(path.read_text())
@@ -303,11 +315,38 @@ def weights_hash(model: Any, source: str, extra: str) -> str:
                 return str(cached[key])
         except (OSError, ValueError):
             continue
-    value = state_dict_hash(model)
-    for path in files:
-        if _write_json_entry(path, key, value):
-            break
-    return value
+    return None
+
+
+@dataclass(frozen=True)
+class KnownBase:
+    """What a prediction key needs of a base, known without loading its weights."""
+
+    kind: ModelKind
+    dtype: torch.dtype
+    weights_hash: str
+    tokenizer: Any
+
+
+def known_base(spec: ModelSpec, num_labels: int | None = None) -> KnownBase | None:
+    """Kind, dtype, tokenizer and the cached weights hash of a base, without loading its weights.
+
+    None when the hash was never computed (or the base is a hub id): then only loading can tell.
+    The hash key is the one `load_base` uses, so the value is exactly the loaded model's.
+    """
+    from transformers import AutoTokenizer
+
+    source, implied = _resolve_source(spec)
+    if not Path(source).is_dir():
+        return None
+    config = _load_config(source, spec.trust_remote_code)
+    kind: ModelKind = spec.kind or implied or detect_kind(config)
+    dtype = resolve_dtype(spec.dtype, resolve_device(spec.device))
+    key = _hash_key(source, extra=f"{kind}|{dtype}|{spec.load_in_4bit}|{num_labels}")
+    value = _cached_hash(key, _hash_cache_files(source))
+    if value is None:
+        return None
+    return KnownBase(kind, dtype, value, _load_tokenizer(AutoTokenizer, source, kind, spec.trust_remote_code))
 
 
 def _write_json_entry(path: Path, key: str | None, value: str) -> bool:
@@ -559,6 +598,7 @@ class AdapterHost:
         if adapter.name in self.adapters or adapter.name == BASE_ROW:
             raise CellError(f"Adapter name '{adapter.name}' is already used on this base; give each adapter a unique name.")
         files = _read_adapter(adapter)
+        check_finite(adapter, files.weights)  # a NaN adapter must never be scored as a real one
         self._check_fits(adapter, files)
         method = str(files.config["peft_type"]).upper()
         if method == "PREFIX_TUNING":
