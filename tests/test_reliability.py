@@ -214,6 +214,24 @@ def test_a_cached_rerun_loads_no_weights(tiny_llama, adapter_factory, tasks_dir,
         execute(spec.model_copy(update={"limit": 5}), store)
 
 
+def test_a_cached_rerun_imports_neither_transformers_nor_peft(tiny_llama, adapter_factory, tasks_dir, tmp_path) -> None:
+    """Importing transformers costs more than the rest of a cached re-run: a plain prompt needs no tokenizer."""
+    store = tmp_path / "s.sqlite"
+    adapter = adapter_factory(tiny_llama, "causal", "lora", seed=1)
+    first = harness_run(tiny_llama, adapter, tasks_dir, store)
+    assert first.wait(timeout=600) == 0, first.stderr.read() if first.stderr else ""
+    script = (
+        "import sys; from harness.cli import main; sys.argv = sys.argv[1:]\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
+        "print(sorted(m for m in ('transformers', 'peft') if m in sys.modules))"
+    )
+    command = [sys.executable, "-c", script, "harness", "run", "--task", "rel_gen", "--model", str(tiny_llama), "--adapter", str(adapter),
+               "--include-path", str(tasks_dir), "--store", str(store), "--batch-size", "1"]
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_a_bad_task_file_fails_only_its_task(tmp_path) -> None:
     broken = tmp_path / "tasks" / "broken"
     broken.mkdir(parents=True)

@@ -30,6 +30,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import CellError, HarnessError
@@ -328,25 +329,45 @@ class KnownBase:
     tokenizer: Any
 
 
-def known_base(spec: ModelSpec, num_labels: int | None = None) -> KnownBase | None:
+def known_base(spec: ModelSpec, num_labels: int | None = None, with_tokenizer: bool = True) -> KnownBase | None:
     """Kind, dtype, tokenizer and the cached weights hash of a base, without loading its weights.
 
     None when the hash was never computed (or the base is a hub id): then only loading can tell.
-    The hash key is the one `load_base` uses, so the value is exactly the loaded model's.
+    The hash key is the one `load_base` uses, so the value is exactly the loaded model's. The config
+    is read as JSON and the tokenizer only `with_tokenizer` (chat templates need it): importing
+    transformers costs more than everything else a cached re-run does.
     """
-    from transformers import AutoTokenizer
-
     source, implied = _resolve_source(spec)
     if not Path(source).is_dir():
         return None
-    config = _load_config(source, spec.trust_remote_code)
-    kind: ModelKind = spec.kind or implied or detect_kind(config)
+    kind: ModelKind | None = spec.kind or implied
+    if kind is None:
+        config = _config_json(Path(source))
+        if config is None:
+            return None
+        kind = detect_kind(config)
     dtype = resolve_dtype(spec.dtype, resolve_device(spec.device))
     key = _hash_key(source, extra=f"{kind}|{dtype}|{spec.load_in_4bit}|{num_labels}")
     value = _cached_hash(key, _hash_cache_files(source))
     if value is None:
         return None
-    return KnownBase(kind, dtype, value, _load_tokenizer(AutoTokenizer, source, kind, spec.trust_remote_code))
+    tokenizer = None
+    if with_tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = _load_tokenizer(AutoTokenizer, source, kind, spec.trust_remote_code)
+    return KnownBase(kind, dtype, value, tokenizer)
+
+
+def _config_json(folder: Path) -> SimpleNamespace | None:
+    """config.json's fields as attributes, enough for `detect_kind` (None when unreadable)."""
+    try:
+        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return SimpleNamespace(**{"is_encoder_decoder": False, "architectures": None, "model_type": "", **data})
 
 
 def _write_json_entry(path: Path, key: str | None, value: str) -> bool:

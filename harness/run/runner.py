@@ -136,7 +136,8 @@ class GroupRunner:
 
         if not tasks or self.spec.spectral:  # spectra need the base's weights
             return None
-        known = known_base(self.spec.model, num_labels=self._num_labels(tasks))
+        chat = any((self.spec.prompt or task.default_prompt) in task.chat_prompts for task in tasks)
+        known = known_base(self.spec.model, num_labels=self._num_labels(tasks), with_tokenizer=chat)
         facts = {adapter.name: adapter_facts(adapter) for adapter in usable}
         if known is None or any(info is None for info in facts.values()):
             return None
