@@ -439,6 +439,34 @@ def diagnose(
         json_out.write_text(json.dumps(to_records(result), indent=2, default=float), encoding="utf-8")
 
 
+# serve ------------------------------------------------------------------------------------
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="Base: smollm2-135m, a Hugging Face id or a local folder (causal LM).")] = DEFAULT_MODEL,
+    adapter: Annotated[Optional[list[str]], typer.Option(help="Adapter folder, or NAME=FOLDER; served under its folder name or NAME (repeatable).")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default; 0.0.0.0 exposes it).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="HARNESS_API_KEY", help="Require 'Authorization: Bearer KEY' on every request.")] = None,
+    max_concurrent: Annotated[int, typer.Option(min=1, help="Requests in flight at once; more get 429.")] = 64,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Largest max_tokens a request may ask for.")] = 1024,
+    request_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a request may take; then 504.")] = 300.0,
+    batch_cap: Annotated[int, typer.Option(min=1, help="Rows decoded together per adapter group.")] = 32,
+    batch_window_ms: Annotated[float, typer.Option(min=0.0, help="How long an idle server waits to batch requests that arrive together.")] = 10.0,
+    dtype: Annotated[str, typer.Option(help="float32, float16, bfloat16 or auto.")] = "float32",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    include_path: IncludePath = None,
+) -> None:
+    """Serve a base and its adapters over an OpenAI-compatible API (completions, chat, /v1/tasks/TASK)."""
+    from harness.serve.app import ServeLimits
+    from harness.serve.launch import serve as run_server
+    from harness.serve.scheduler import SchedulerLimits
+
+    limits = ServeLimits(api_key=api_key, max_concurrent=max_concurrent, max_tokens_cap=max_tokens, request_timeout_s=request_timeout)
+    scheduling = SchedulerLimits(batch_cap=batch_cap, window_s=batch_window_ms / 1000)
+    run_server(model, adapter or [], host, port, limits, scheduling, dtype=dtype, device=device,
+               include_paths=include_path or [], announce=lambda line: typer.echo(line, err=True))
+
+
 # report -----------------------------------------------------------------------------------
 @app.command()
 def report(
