@@ -172,6 +172,12 @@ def run(
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local Ray instance).")] = None,
     store: StoreOption = None,
     include_path: IncludePath = None,
+    endpoint: Annotated[Optional[str], typer.Option(help="Evaluate an OpenAI-compatible server instead (e.g. http://127.0.0.1:8000/v1); --adapter is then NAME or NAME=DIR, --model the served base id.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="--endpoint: requests in flight.")] = 8,
+    request_timeout: Annotated[float, typer.Option(min=0.1, help="--endpoint: seconds per request before it is retried.")] = 120.0,
+    retries: Annotated[int, typer.Option(min=0, help="--endpoint: retries (with backoff) after a failed request.")] = 3,
+    stream: Annotated[bool, typer.Option("--stream", help="--endpoint: stream answers (measures time to first token).")] = False,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="HARNESS_API_KEY", help="--endpoint: sent as 'Authorization: Bearer KEY'.")] = None,
 ) -> None:
     """Evaluate adapters (and their base) on tasks; exit 1 if any cell failed."""
     from harness.zoo.adapters import load_suite, resolve_adapters, suite_adapter_paths
@@ -179,6 +185,19 @@ def run(
 
     adapter_paths = list(adapter or [])
     task_names = [name.strip() for name in (task or "").split(",") if name.strip()]
+    if endpoint:
+        from harness.serve.client import EndpointOptions
+        from harness.serve.endpoint_runner import EndpointRunSpec, parse_served_adapters
+
+        if not task_names:
+            raise HarnessError("No task given; pass --task NAME (comma-separated).")
+        endpoint_spec = EndpointRunSpec(
+            endpoint=endpoint.rstrip("/"), tasks=tuple(task_names), adapters=parse_served_adapters([str(a) for a in adapter_paths]),
+            base_model=model, include_base=not no_base, limit=limit, max_new_tokens=max_new_tokens, prompt=prompt, seed=seed,
+        )
+        options = EndpointOptions(url=endpoint, api_key=api_key, concurrency=concurrency, timeout_s=request_timeout, retries=retries, stream=stream)
+        _execute_endpoint_and_print(endpoint_spec, options, store, include_path or [])
+        return
     if suite:
         chosen = load_suite(suite)
         adapter_paths += suite_adapter_paths(chosen)
@@ -229,6 +248,22 @@ def _print_failures(failed, total: int) -> None:
     typer.echo(f"{len(failed)} of {total} cells failed:", err=True)
     for outcome in failed:
         typer.echo(f"  {outcome.task} / {outcome.adapter}: {outcome.error}", err=True)
+
+
+def _execute_endpoint_and_print(spec, options, store_path: Optional[Path], include_paths: list[Path]) -> None:
+    from harness.report.terminal import print_outcomes
+    from harness.serve.endpoint_runner import execute_endpoint
+    from harness.store import Store
+
+    console = _console()
+    store = Store(store_path)
+    with _progress(console) as progress:
+        result = execute_endpoint(spec, options, store, include_paths, progress=progress)
+    print_outcomes(console, result.outcomes)
+    console.print(f"run {result.run_id}: results in {result.results_file}; store {store.path}")
+    if result.failed:
+        _print_failures(result.failed, len(result.outcomes))
+        raise typer.Exit(1)
 
 
 class _progress:

@@ -24,10 +24,11 @@ def task_job(served: Served, name: str, body: TaskBody, include_paths: Sequence[
     from harness.prompts import render
     from harness.registry import task_registry
 
-    try:
-        spec = task_registry(list(include_paths)).get(name)
-    except HarnessError as error:
-        raise ApiError(404, str(error), kind="not_found_error", param="task") from None
+    registry = task_registry(list(include_paths))
+    if name not in registry.names():
+        raise ApiError(404, f"Task '{name}' is not known to this server; choose one of: {', '.join(registry.names())}.",
+                       kind="not_found_error", param="task")
+    spec = registry.get(name)
     if spec.output_type != "generate_until":
         raise ApiError(400, f"Task '{name}' is a {spec.output_type} task; this endpoint serves tasks that generate text.", param="task")
     model = body.model or served.base_id
