@@ -98,6 +98,7 @@ class _Variant:
 
     label: str  # the served model id
     adapter: ServedAdapter | None
+    base_id: str  # the served base's id
     base_key: str
     adapter_key: str | None
     meta: dict[str, Any]
@@ -114,10 +115,10 @@ async def _variants(spec: EndpointRunSpec, client: EndpointClient) -> list[_Vari
     variants = []
     if spec.include_base:
         problem = None if base_id in entries else _unknown(spec.endpoint, base_id, entries)
-        variants.append(_Variant(base_id, None, base_key, None, base_meta, problem))
+        variants.append(_Variant(base_id, None, base_id, base_key, None, base_meta, problem))
     for adapter in spec.adapters:
         meta = (entries.get(adapter.name) or {}).get("metadata") or {}
-        variants.append(_adapter_variant(spec.endpoint, adapter, base_key, meta, entries))
+        variants.append(_adapter_variant(spec.endpoint, adapter, base_id, base_key, meta, entries))
     return variants
 
 
@@ -132,9 +133,10 @@ def _base_id(entries: dict[str, dict[str, Any]]) -> str:
     return next(iter(entries))
 
 
-def _adapter_variant(endpoint: str, adapter: ServedAdapter, base_key: str, meta: dict[str, Any], entries: dict[str, Any]) -> _Variant:
+def _adapter_variant(endpoint: str, adapter: ServedAdapter, base_id: str, base_key: str, meta: dict[str, Any],
+                     entries: dict[str, Any]) -> _Variant:
     if adapter.name not in entries:
-        return _Variant(adapter.name, adapter, base_key, None, meta, _unknown(endpoint, adapter.name, entries))
+        return _Variant(adapter.name, adapter, base_id, base_key, None, meta, _unknown(endpoint, adapter.name, entries))
     served_hash = meta.get("adapter_hash")
     local_hash = adapter_weights_hash(adapter.path) if adapter.path else None
     problem = None
@@ -142,7 +144,7 @@ def _adapter_variant(endpoint: str, adapter: ServedAdapter, base_key: str, meta:
         problem = (f"Endpoint {endpoint} serves other weights as '{adapter.name}' than {adapter.path} holds "
                    f"(hash {served_hash[:12]} vs {local_hash[:12]}); serve that folder or drop =DIR.")
     key = local_hash or served_hash or f"endpoint:{endpoint}|{adapter.name}"
-    return _Variant(adapter.name, adapter, base_key, key, meta, problem)
+    return _Variant(adapter.name, adapter, base_id, base_key, key, meta, problem)
 
 
 def _unknown(endpoint: str, name: str, entries: dict[str, Any]) -> str:
@@ -211,7 +213,7 @@ async def _run_task(spec: EndpointRunSpec, options: EndpointOptions, client: End
 
 def _failed_cell(store: Store, run_id: str, task: TaskSpec, variant: _Variant) -> CellOutcome:
     """A cell that cannot run (model not served, other weights behind the name), stored with its reason."""
-    fields = {"base": variant.label if variant.adapter is None else "endpoint", "adapter": variant.label if variant.adapter else None,
+    fields = {"base": variant.base_id, "adapter": variant.label if variant.adapter else None,
               "adapter_path": str(variant.adapter.path) if variant.adapter and variant.adapter.path else None,
               "task": task.name, "split": task.eval_split, "settings_json": {}, "status": "failed", "error": variant.problem}
     cell_id = store.upsert_cell(run_id, cell_key(task.name, variant.label), fields)
@@ -243,7 +245,7 @@ def _open_cell(spec: EndpointRunSpec, store: Store, run_id: str, task: TaskSpec,
             for e, p in zip(examples, prompts)]
     path = variant.adapter.path if variant.adapter else None
     fields = {
-        "base": spec.base_model or (variant.label if variant.adapter is None else "endpoint"),
+        "base": variant.base_id,
         "base_hash": variant.base_key, "adapter": variant.label if variant.adapter else None,
         "adapter_path": str(path) if path else None, "adapter_hash": variant.adapter_key,
         "method": variant.meta.get("method") or _config(path).get("peft_type"),

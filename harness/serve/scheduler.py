@@ -80,6 +80,7 @@ class _Batch:
 class SchedulerLimits:
     batch_cap: int = 32  # rows per running batch (per adapter group)
     window_s: float = 0.01  # how long an idle worker waits for companions of a first request
+    prefill_chunk: int = 8  # newcomers prefilled together (sorted by length, so padding stays small)
 
 
 class Scheduler:
@@ -183,11 +184,19 @@ class Scheduler:
     # ------------------------------------------------------------ prefill, merge, decode
 
     def _join(self, group: str, jobs: list[Job]) -> None:
-        fresh = self._prefill(jobs)
-        if not fresh.jobs:
-            return
-        running = self._batches.get(group)
-        self._batches[group] = fresh if running is None else _merge(running, fresh)
+        """Prefill newcomers longest first in chunks of similar length (a 100-token prompt padded to
+        230 costs as much as a 230-token one: one padded prefill of 32 resume prompts did 48% more
+        work than their tokens), then merge each chunk into the group's running batch."""
+        jobs = sorted(jobs, key=lambda job: len(job.ids), reverse=True)
+        size = self.limits.prefill_chunk
+        for start in range(0, len(jobs), size):
+            running = self._batches.get(group)
+            if running is not None and not _mergeable(running.cache):
+                self._waiting += jobs[start:]  # this cache cannot take rows mid-flight: wait for it to empty
+                return
+            fresh = self._prefill(jobs[start : start + size])
+            if fresh.jobs:
+                self._batches[group] = fresh if running is None else _merge(running, fresh)
 
     def _prefill(self, jobs: list[Job]) -> _Batch:
         from transformers import DynamicCache
@@ -257,7 +266,8 @@ def _finish(job: Job) -> None:
         if len(text) > job.streamed:
             job.sink(text[job.streamed :])
         job.sink(None)
-    job.future.set_result(Completion(text, len(job.ids), len(job.tokens), job.rule.finish_reason(job.tokens)))
+    if not job.future.done():  # a job already failed with its batch is not answered twice
+        job.future.set_result(Completion(text, len(job.ids), len(job.tokens), job.rule.finish_reason(job.tokens)))
 
 
 def _fail(job: Job, error: BaseException) -> None:
