@@ -1,4 +1,4 @@
-"""Exact low-rank spectra (harness.diagnostics.spectral) against weightwatcher's PEFT mode and a dense SVD.
+"""Exact low-rank spectra (harness.diagnostics.lowrank, via spectral.diagnose) against weightwatcher's PEFT mode and a dense SVD.
 
 On SmolLM2-135M LoRA adapters over q, k, v, o, gate, up and down (rank 16 and rank 64), one run
 times three ways of getting the singular values of every adapter delta:
@@ -35,7 +35,11 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from harness.diagnostics import spectral  # noqa: E402
+from harness.diagnostics.adapter_weights import WEIGHTS_FILE, AdapterWeights, read_adapter, strip_prefix  # noqa: E402
+from harness.diagnostics.intruders import forget_base_svds  # noqa: E402
+from harness.diagnostics.lowrank import batched_lowrank_spectra  # noqa: E402
+from harness.diagnostics.spectral import AdapterDiagnostics, diagnose  # noqa: E402
+from harness.diagnostics.weightwatcher import import_weightwatcher, quiet  # noqa: E402
 
 ZOO = PROJECT_ROOT / "adapters_zoo" / "smollm2-135m" / "resume_json"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -68,7 +72,7 @@ def load_smollm2() -> Any:
 
 def adapter_for_rank(base: Any, rank: int, workdir: Path) -> Path:
     zoo = ZOO / f"lora_r{rank}"
-    if (zoo / spectral.WEIGHTS_FILE).is_file():
+    if (zoo / WEIGHTS_FILE).is_file():
         return zoo
     import copy
 
@@ -93,22 +97,22 @@ def best_of(repeats: int, run: Callable[[], Any], label: str = "") -> tuple[floa
     return min(times), result
 
 
-def dense_spectra(weights: spectral.AdapterWeights) -> dict[str, np.ndarray]:
+def dense_spectra(weights: AdapterWeights) -> dict[str, np.ndarray]:
     return {layer.name: np.linalg.svd(layer.dense(), compute_uv=False) for layer in weights.lowrank}
 
 
 def weightwatcher_peft(folder: Path) -> Any:
-    ww = spectral._import_weightwatcher()
-    with spectral._quiet():
+    ww = import_weightwatcher()
+    with quiet():
         return ww.WeightWatcher(model=str(folder)).analyze(peft=True)
 
 
 def ww_layer_name(longname: str) -> str:
-    return spectral._strip_prefix(longname).removesuffix(".lora_BA")
+    return strip_prefix(longname).removesuffix(".lora_BA")
 
 
 def agreement(
-    diag: spectral.AdapterDiagnostics, dense: dict[str, np.ndarray], ww_details: Any, weights: spectral.AdapterWeights
+    diag: AdapterDiagnostics, dense: dict[str, np.ndarray], ww_details: Any, weights: AdapterWeights
 ) -> dict[str, float]:
     ours = {row.name: row for row in diag.layers}
     vs_dense = max(
@@ -135,12 +139,12 @@ def agreement(
 def bench_rank(base: Any, rank: int, workdir: Path, repeats: int, with_base: bool) -> tuple[list[Timing], dict[str, float]]:
     folder = adapter_for_rank(base, rank, workdir)
     print(f"r{rank}: {folder}", flush=True)
-    weights = spectral.read_adapter(folder)
+    weights = read_adapter(folder)
     timings: list[Timing] = []
     for backend in ("torch", "numpy"):
-        seconds, _ = best_of(repeats, lambda: spectral._batched_lowrank_spectra(weights.lowrank, backend), backend)
+        seconds, _ = best_of(repeats, lambda: batched_lowrank_spectra(weights.lowrank, backend), backend)
         timings.append(Timing(f"ours: spectra only ({backend})", seconds, "batched QR + r×r SVD"))
-    seconds, diag = best_of(repeats, lambda: spectral.diagnose(folder), "diagnose")
+    seconds, diag = best_of(repeats, lambda: diagnose(folder), "diagnose")
     timings.append(Timing("ours: diagnose()", seconds, "read safetensors + spectra + stats"))
     seconds, ww_details = best_of(1, lambda: weightwatcher_peft(folder), "weightwatcher")
     timings.append(Timing("weightwatcher analyze(peft=True)", seconds))
@@ -149,11 +153,11 @@ def bench_rank(base: Any, rank: int, workdir: Path, repeats: int, with_base: boo
     if with_base:
         state = {key: value.detach() for key, value in base.state_dict().items()}
         cache = workdir / "base_svd"
-        spectral._BASE_SVD_MEMORY.clear()
-        seconds, _ = best_of(1, lambda: spectral.diagnose(folder, base_weights=state, base_svd_cache_dir=cache), "cold")
+        forget_base_svds()
+        seconds, _ = best_of(1, lambda: diagnose(folder, base_weights=state, base_svd_cache_dir=cache), "cold")
         timings.append(Timing("ours: diagnose(base, intruders) cold", seconds, "computes every base SVD"))
-        spectral._BASE_SVD_MEMORY.clear()
-        seconds, _ = best_of(1, lambda: spectral.diagnose(folder, base_weights=state, base_svd_cache_dir=cache), "cached")
+        forget_base_svds()
+        seconds, _ = best_of(1, lambda: diagnose(folder, base_weights=state, base_svd_cache_dir=cache), "cached")
         timings.append(Timing("ours: diagnose(base, intruders) disk cache", seconds, "base SVDs from npz"))
     return timings, agreement(diag, dense, ww_details, weights)
 

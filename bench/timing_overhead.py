@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from harness.diagnostics.timing import TimingRecorder, model_cost  # noqa: E402
+from harness.diagnostics.flops import model_cost  # noqa: E402
+from harness.diagnostics.recorder import TimingRecorder  # noqa: E402
 
 
 @dataclass(frozen=True)

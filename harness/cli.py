@@ -70,6 +70,8 @@ def tasks_list(ctx: typer.Context, include_path: IncludePath = None) -> None:
         except HarnessError as error:
             sizes = f"unavailable: {error}"
         table.add_row(name, task.output_type, ", ".join(task.metrics), sizes)
+    for name, error in registry.broken().items():  # a bad task file fails only its own row
+        table.add_row(name, "-", "-", f"unusable: {error}")
     _console().print(table)
 
 
@@ -171,6 +173,12 @@ def run(
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local Ray instance).")] = None,
     store: StoreOption = None,
     include_path: IncludePath = None,
+    endpoint: Annotated[Optional[str], typer.Option(help="Evaluate an OpenAI-compatible server instead (e.g. http://127.0.0.1:8000/v1); --adapter is then NAME or NAME=DIR, --model the served base id.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="--endpoint: requests in flight.")] = 8,
+    request_timeout: Annotated[float, typer.Option(min=0.1, help="--endpoint: seconds per request before it is retried.")] = 120.0,
+    retries: Annotated[int, typer.Option(min=0, help="--endpoint: retries (with backoff) after a failed request.")] = 3,
+    stream: Annotated[bool, typer.Option("--stream", help="--endpoint: stream answers (measures time to first token).")] = False,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="HARNESS_API_KEY", help="--endpoint: sent as 'Authorization: Bearer KEY'.")] = None,
 ) -> None:
     """Evaluate adapters (and their base) on tasks; exit 1 if any cell failed."""
     from harness.zoo.adapters import load_suite, resolve_adapters, suite_adapter_paths
@@ -178,6 +186,19 @@ def run(
 
     adapter_paths = list(adapter or [])
     task_names = [name.strip() for name in (task or "").split(",") if name.strip()]
+    if endpoint:
+        from harness.serve.client import EndpointOptions
+        from harness.serve.endpoint_runner import EndpointRunSpec, parse_served_adapters
+
+        if not task_names:
+            raise HarnessError("No task given; pass --task NAME (comma-separated).")
+        endpoint_spec = EndpointRunSpec(
+            endpoint=endpoint.rstrip("/"), tasks=tuple(task_names), adapters=parse_served_adapters([str(a) for a in adapter_paths]),
+            base_model=model, include_base=not no_base, limit=limit, max_new_tokens=max_new_tokens, prompt=prompt, seed=seed,
+        )
+        options = EndpointOptions(url=endpoint, api_key=api_key, concurrency=concurrency, timeout_s=request_timeout, retries=retries, stream=stream)
+        _execute_endpoint_and_print(endpoint_spec, options, store, include_path or [])
+        return
     if suite:
         chosen = load_suite(suite)
         adapter_paths += suite_adapter_paths(chosen)
@@ -195,7 +216,7 @@ def run(
     spec = RunSpec(
         tasks=tuple(task_names),
         model=model_spec,
-        adapters=tuple(resolve_adapters(adapter_paths, allow_pickle)),
+        adapters=tuple(resolve_adapters(adapter_paths, allow_pickle, keep_bad=True)),  # a bad path fails its own cells
         include_base=not no_base,
         limit=limit,
         batch_size=batch_size,
@@ -220,21 +241,49 @@ def _execute_and_print(spec, store_path: Optional[Path], include_paths: list[Pat
     print_outcomes(console, result.outcomes)
     console.print(f"run {result.run_id}: results in {result.results_file}; store {store.path}")
     if result.failed:
+        _print_failures(result.failed, len(result.outcomes))
+        raise typer.Exit(1)
+
+
+def _print_failures(failed, total: int) -> None:
+    """The summary at the end of a run: each failed cell with its reason, on stderr for CI logs."""
+    typer.echo(f"{len(failed)} of {total} cells failed:", err=True)
+    for outcome in failed:
+        typer.echo(f"  {outcome.task} / {outcome.adapter}: {outcome.error}", err=True)
+
+
+def _execute_endpoint_and_print(spec, options, store_path: Optional[Path], include_paths: list[Path]) -> None:
+    from harness.report.terminal import print_outcomes
+    from harness.serve.endpoint_runner import execute_endpoint
+    from harness.store import Store
+
+    console = _console()
+    store = Store(store_path)
+    with _progress(console) as progress:
+        result = execute_endpoint(spec, options, store, include_paths, progress=progress)
+    print_outcomes(console, result.outcomes)
+    console.print(f"run {result.run_id}: results in {result.results_file}; store {store.path}")
+    if result.failed:
+        _print_failures(result.failed, len(result.outcomes))
         raise typer.Exit(1)
 
 
 class _progress:
-    """A rich progress bar per task stream (the runner asks for one per engine call)."""
+    """Progress per task stream (the runner asks for one per engine call): rich bars on a terminal,
+    plain throttled lines elsewhere (CI logs), so a long run is never silent."""
 
     def __init__(self, console) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+        self.plain = not console.is_terminal
         self.bars = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, transient=False,
+            console=console, transient=False, disable=self.plain,
         )
 
     def __enter__(self):
+        if self.plain:
+            return lambda description, total: _PlainLines(description, total).advance
         self.bars.__enter__()
 
         def start(description: str, total: int):
@@ -244,12 +293,47 @@ class _progress:
         return start
 
     def __exit__(self, *exc) -> None:
-        self.bars.__exit__(*exc)
+        if not self.plain:
+            self.bars.__exit__(*exc)
+
+
+class _PlainLines:
+    """One line when a stream starts, then at most one every PLAIN_EVERY_S seconds, and one when it ends (on stderr)."""
+
+    PLAIN_EVERY_S = 10.0
+
+    def __init__(self, description: str, total: int) -> None:
+        import time
+
+        self.clock = time.monotonic
+        self.description, self.total, self.done = description, total, 0
+        self.started = self.last = self.clock()
+        self._say(f"started, {total} predictions to make")
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = self.clock()
+        if self.done < self.total and now - self.last < self.PLAIN_EVERY_S:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = self.done / elapsed
+        if self.done >= self.total:
+            self._say(f"finished {self.done}/{self.total} in {elapsed:.0f} s ({rate:.2f}/s)")
+        else:
+            left = (self.total - self.done) / rate if rate else float("inf")
+            self._say(f"{self.done}/{self.total} ({rate:.2f}/s, {elapsed:.0f} s elapsed, ~{left:.0f} s left)")
+
+    def _say(self, text: str) -> None:
+        typer.echo(f"[progress] {self.description}: {text}", err=True)  # stderr: stdout stays the command's output
 
 
 @app.command()
-def runs(store: StoreOption = None) -> None:
-    """List the runs in the results store."""
+def runs(
+    store: StoreOption = None,
+    prune: Annotated[bool, typer.Option("--prune", help="Delete interrupted runs and their cells (their predictions stay for reuse).")] = False,
+) -> None:
+    """List the runs in the results store; a run whose process is gone shows as interrupted, with how far it got."""
     import datetime
 
     from rich.table import Table
@@ -257,15 +341,21 @@ def runs(store: StoreOption = None) -> None:
     from harness.store import Store
 
     results = Store(store)
+    if prune:
+        gone = results.prune_interrupted()
+        typer.echo(f"pruned {len(gone)} interrupted run(s){': ' + ', '.join(gone) if gone else ''}")
+        return
     table = Table(title=f"runs in {results.path}")
-    for column in ("run", "started", "status", "tasks", "model", "cells"):
+    for column in ("run", "started", "status", "tasks", "model", "progress"):
         table.add_column(column)
     for row in results.runs():
         spec = json.loads(row["spec_json"])
-        cells = results.cells(run_id=row["run_id"])
-        done = sum(cell.status == "done" for cell in cells)
+        status = results.run_status(row["run_id"])
+        if status == "interrupted":
+            status = "interrupted (re-run the same command to resume, or `harness runs --prune`)"
         started = datetime.datetime.fromtimestamp(row["created"]).strftime("%Y-%m-%d %H:%M")
-        table.add_row(row["run_id"], started, row["status"], ",".join(spec.get("tasks", [])), spec.get("model", {}).get("name", ""), f"{done}/{len(cells)} done")
+        progress = str(results.run_progress(row["run_id"]))
+        table.add_row(row["run_id"], started, status, ",".join(spec.get("tasks", [])), spec.get("model", {}).get("name", ""), progress)
     _console().print(table)
 
 
@@ -366,7 +456,7 @@ def diagnose(
 ) -> None:
     """Spectral diagnostics of an adapter's weights, exact from its low-rank factors; no task is run."""
     from harness.diagnostics.spectral import diagnose as diagnose_adapter
-    from harness.diagnostics.spectral import print_diagnostics, to_records
+    from harness.diagnostics.spectral_output import print_diagnostics, to_records
 
     if intruders and not model:
         raise HarnessError("--intruders compares the adapted weights with the base's; pass --model too.")
@@ -384,6 +474,34 @@ def diagnose(
     print_diagnostics(result, _console())
     if json_out:
         json_out.write_text(json.dumps(to_records(result), indent=2, default=float), encoding="utf-8")
+
+
+# serve ------------------------------------------------------------------------------------
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="Base: smollm2-135m, a Hugging Face id or a local folder (causal LM).")] = DEFAULT_MODEL,
+    adapter: Annotated[Optional[list[str]], typer.Option(help="Adapter folder, or NAME=FOLDER; served under its folder name or NAME (repeatable).")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default; 0.0.0.0 exposes it).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="HARNESS_API_KEY", help="Require 'Authorization: Bearer KEY' on every request.")] = None,
+    max_concurrent: Annotated[int, typer.Option(min=1, help="Requests in flight at once; more get 429.")] = 64,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Largest max_tokens a request may ask for.")] = 1024,
+    request_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a request may take; then 504.")] = 300.0,
+    batch_cap: Annotated[int, typer.Option(min=1, help="Rows decoded together per adapter group.")] = 32,
+    batch_window_ms: Annotated[float, typer.Option(min=0.0, help="How long an idle server waits to batch requests that arrive together.")] = 10.0,
+    dtype: Annotated[str, typer.Option(help="float32, float16, bfloat16 or auto.")] = "float32",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    include_path: IncludePath = None,
+) -> None:
+    """Serve a base and its adapters over an OpenAI-compatible API (completions, chat, /v1/tasks/TASK)."""
+    from harness.serve.app import ServeLimits
+    from harness.serve.launch import serve as run_server
+    from harness.serve.scheduler import SchedulerLimits
+
+    limits = ServeLimits(api_key=api_key, max_concurrent=max_concurrent, max_tokens_cap=max_tokens, request_timeout_s=request_timeout)
+    scheduling = SchedulerLimits(batch_cap=batch_cap, window_s=batch_window_ms / 1000)
+    run_server(model, adapter or [], host, port, limits, scheduling, dtype=dtype, device=device,
+               include_paths=include_path or [], announce=lambda line: typer.echo(line, err=True))
 
 
 # report -----------------------------------------------------------------------------------
@@ -427,7 +545,8 @@ def gate(
 ) -> None:
     """Decide whether a candidate adapter may replace the baseline: exit 0 keep, 1 regression, 2 error."""
     from harness.gate.decide import GateSettings, run_gate
-    from harness.gate.inputs import cell_for, cells_to_run, evaluate_sides, gate_input, parse_side
+    from harness.gate.inputs import cell_for, cells_to_run, evaluate_sides, gate_input, parse_side, side_warnings
+    from harness.gate.outputs import to_json, to_junit_xml, to_markdown
     from harness.spec import ModelSpec, RunSpec
     from harness.store import Store
 
@@ -445,16 +564,16 @@ def gate(
         )
         with _progress(console) as progress:
             cells = evaluate_sides(spec, results, include_path or [], progress)
-    inputs = [
-        gate_input(results, name, cell_for(refs[0], name, cells, results), cell_for(refs[1], name, cells, results), metric or (), include_path or [])
-        for name in tasks
-    ]
+    pairs = {name: (cell_for(refs[0], name, cells, results), cell_for(refs[1], name, cells, results)) for name in tasks}
+    inputs = [gate_input(results, name, *pairs[name], metric or (), include_path or []) for name in tasks]
+    for warning in (text for pair in pairs.values() for text in side_warnings(results, *pair)):
+        typer.echo(f"warning: {warning}", err=True)
     report = run_gate(inputs, settings)
-    typer.echo(report.to_markdown())
+    typer.echo(to_markdown(report))
     if junit:
-        junit.write_text(report.to_junit_xml(), encoding="utf-8")
+        junit.write_text(to_junit_xml(report), encoding="utf-8")
     if json_out:
-        json_out.write_text(report.to_json(), encoding="utf-8")
+        json_out.write_text(to_json(report), encoding="utf-8")
     raise typer.Exit(report.exit_code(strict))
 
 

@@ -37,11 +37,71 @@ def load_examples(task: TaskSpec, split: str | None = None, limit: int | None = 
 
 
 def split_sizes(task: TaskSpec) -> dict[str, int]:
-    return {split: len(_cached_examples(task, split)) for split in task.splits}
+    """Examples per split, from a manifest keyed by the source files' size and mtime (listing tasks
+    must not parse every split); a split whose source changed, or that has no file, is counted once."""
+    manifest = _manifest_path()
+    try:
+        known = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    sizes, changed = {}, False
+    for split in task.splits:
+        key = _size_key(task, split)
+        if key is None or key not in known:
+            sizes[split] = len(_cached_examples(task, split))
+            if key is not None:
+                known[key], changed = sizes[split], True
+        else:
+            sizes[split] = int(known[key])
+    if changed:
+        _write_manifest(manifest, known)
+    return sizes
+
+
+def _manifest_path() -> Path:
+    cache = os.environ.get("HARNESS_CACHE")
+    return (Path(cache) if cache else Path.home() / ".cache" / "harness") / "split_sizes.json"
+
+
+def _size_key(task: TaskSpec, split: str) -> str | None:
+    """The task spec's hash plus the identity (path, size, mtime) of the files the split comes from.
+
+    A python-format task is keyed by its folder's code and the data dir it is given (its generator
+    is seeded; a loader reading a mirrored file sees the mirror, which is not edited in place).
+    """
+    from harness.spec import stable_hash
+
+    root = data_dir()
+    if task.dataset.format == "python" and task.folder is not None:
+        sources = sorted(Path(task.folder).glob("*.py"))
+    elif root is not None and split in task.dataset.local:
+        sources = [root / task.dataset.local[split]]
+    else:
+        return None  # the hub: no file to key on
+    try:
+        stats = [(str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns) for path in sources]
+    except OSError:
+        return None
+    return stable_hash([task.content_hash(), split, str(root), stats])
+
+
+def _write_manifest(path: Path, known: dict[str, int]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known), encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    except OSError:
+        pass  # a read-only cache only costs speed
 
 
 # (task content hash, data dir, split) -> examples; specs hold dicts, so they are not hashable themselves
 _EXAMPLES: dict[tuple[str, str, str], tuple[Example, ...]] = {}
+
+
+def forget_examples() -> None:
+    """Drop the examples this process has parsed (a long-lived process after its data changed; tests)."""
+    _EXAMPLES.clear()
 
 
 def _cached_examples(task: TaskSpec, split: str) -> tuple[Example, ...]:
@@ -88,7 +148,8 @@ def read_jsonl(path: Path) -> list[Row]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as error:
-                raise HarnessError(f"Line {number} of '{path}' is not valid JSON ({error.msg}); fix or remove it.")
+                # error.msg alone is cut ("Invalid control character at"): add where, as json prints it
+                raise HarnessError(f"Line {number} of '{path}' is not valid JSON ({error.msg}: column {error.colno}); fix or remove it.")
     return rows
 
 
@@ -142,7 +203,7 @@ def load_task_function(task: TaskSpec, reference: str) -> Callable[..., Any]:
     path = task.folder / file_name
     if not path.is_file():
         raise HarnessError(f"Task '{task.name}' names '{path}', which does not exist; add the file or fix dataset.python.")
-    module = _import_file(path)
+    module = import_task_file(path)
     function = getattr(module, function_name, None)
     if not callable(function):
         raise HarnessError(f"Task '{task.name}': '{path}' has no function '{function_name}'.")
@@ -150,7 +211,13 @@ def load_task_function(task: TaskSpec, reference: str) -> Callable[..., Any]:
 
 
 @lru_cache(maxsize=None)
-def _import_file(path: Path) -> Any:
+def import_task_file(path: Path) -> Any:
+    """Import a task folder's Python file by path, once per process.
+
+    Task folders are not packages, so a task file that is split into several files loads its
+    siblings through this (e.g. tasks/resume_json/generate.py loads records.py and render.py); the
+    cache keeps one module object per file, so the siblings share their classes.
+    """
     module_name = f"harness_task_plugin_{abs(hash(str(path)))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec is not None and spec.loader is not None

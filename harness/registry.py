@@ -63,6 +63,7 @@ class SpecRegistry(Generic[SpecT]):
         self.folders = list(folders)
         self._paths: dict[str, Path] | None = None
         self._specs: dict[str, SpecT] = {}
+        self._broken: dict[str, str] = {}  # name (the folder's, when the file cannot tell) -> why it is unusable
 
     def paths(self) -> dict[str, Path]:
         if self._paths is None:
@@ -75,7 +76,11 @@ class SpecRegistry(Generic[SpecT]):
             if not folder.is_dir():
                 raise HarnessError(f"{self.kind.capitalize()} folder '{folder}' does not exist; fix --include-path or HARNESS_TASKS_PATH.")
             for path in sorted(folder.glob(self.pattern)):
-                name = self._name_of(path)
+                try:
+                    name = self._name_of(path)
+                except HarnessError as error:  # one bad file fails only its own entry, not the registry
+                    self._broken[path.parent.name] = str(error)
+                    continue
                 if name in found:
                     raise HarnessError(
                         f"{self.kind.capitalize()} '{name}' is defined twice ('{found[name]}' and '{path}'); rename one."
@@ -93,10 +98,17 @@ class SpecRegistry(Generic[SpecT]):
     def names(self) -> list[str]:
         return sorted(self.paths())
 
+    def broken(self) -> dict[str, str]:
+        """Entries whose file could not be read (name -> the error naming the file and line)."""
+        self.paths()
+        return dict(self._broken)
+
     def get(self, name: str) -> SpecT:
         if name in self._specs:
             return self._specs[name]
         paths = self.paths()
+        if name not in paths and name in self._broken:
+            raise HarnessError(self._broken[name])
         if name not in paths:
             raise HarnessError(f"Unknown {self.kind} '{name}'.{suggest(name, paths)} Run `harness {self.kind}s` to list them.")
         spec = self.load(paths[name])

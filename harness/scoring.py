@@ -13,6 +13,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.metrics import score
 from harness.metrics.base import MetricReport, ScoringInput
+from harness.metrics.filters import RAW_SUFFIX, apply_filters
 from harness.spec import Example, TaskSpec
 
 
@@ -37,7 +38,17 @@ def scoring_input(task: TaskSpec, examples: Sequence[Example], predictions: Sequ
 
 
 def score_examples(task: TaskSpec, examples: Sequence[Example], predictions: Sequence[str], seed: int = 0) -> MetricReport:
-    return score(list(task.metrics), scoring_input(task, examples, predictions), seed=seed, task_folder=task.folder)
+    """The task's scores; with output filters, those of the filtered text plus the raw text's as `<key>_raw`."""
+    raw = score(list(task.metrics), scoring_input(task, examples, predictions), seed=seed, task_folder=task.folder)
+    if not task.filters:
+        return raw
+    filtered_text = [apply_filters(task.filters, text) for text in predictions]
+    filtered = score(list(task.metrics), scoring_input(task, examples, filtered_text), seed=seed, task_folder=task.folder)
+    corpus = filtered.corpus | {key + RAW_SUFFIX: value for key, value in raw.corpus.items()}
+    per_example = [
+        row | {key + RAW_SUFFIX: value for key, value in raw_row.items()} for row, raw_row in zip(filtered.per_example, raw.per_example)
+    ]
+    return MetricReport(corpus=corpus, per_example=per_example)
 
 
 def read_predictions(path: Path) -> dict[str, str]:

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from harness.metrics.filters import FILTERS
+
 OutputType = Literal["generate_until", "multiple_choice", "classify"]
 FileFormat = Literal["jsonl", "tsv", "python"]
 
@@ -93,6 +95,8 @@ class TaskSpec(Frozen):
     choices: tuple[str, ...] = ()
     generation: GenerationSettings = GenerationSettings()
     metrics: tuple[str, ...]
+    # output filters run on every prediction before the metrics (harness/metrics/filters.py), in order
+    filters: tuple[str, ...] = ()
     few_shot: int = Field(0, ge=0)
     few_shot_split: str = "train"
     # fields that hold real people's data: reports show field-level results only
@@ -111,13 +115,20 @@ class TaskSpec(Frozen):
             raise ValueError(f"output_type '{self.output_type}' needs 'choices' (the verbalised labels)")
         if self.output_type in ("multiple_choice", "classify") and not self.fields.label:
             raise ValueError(f"output_type '{self.output_type}' needs 'fields.label'")
+        unknown_filters = [name for name in self.filters if name not in FILTERS]
+        if unknown_filters:
+            raise ValueError(f"filters names unknown filters {unknown_filters}; choose from {sorted(FILTERS)}")
         if self.eval_split not in self.splits:
             raise ValueError(f"eval_split '{self.eval_split}' is not one of splits {list(self.splits)}")
         return self
 
     def content_hash(self) -> str:
-        """Hash of everything that changes what a model is asked (not the folder it lives in)."""
-        payload = self.model_dump(mode="json", exclude={"folder", "description"})
+        """Hash of everything that changes what a model is asked (not the folder it lives in).
+
+        Filters only change how answers are scored, so they are left out: adding one re-scores the
+        stored predictions instead of regenerating them.
+        """
+        payload = self.model_dump(mode="json", exclude={"folder", "description", "filters"})
         return stable_hash(payload)
 
 

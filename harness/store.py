@@ -1,7 +1,8 @@
 """The results store: SQLite in WAL mode, one file, written as predictions are made.
 
 Tables
-- runs:        one row per `harness run` (its spec, when, status)
+- runs:        one row per `harness run` (its spec, when, status, and the pid, host and heartbeat of
+               the process running it, so a killed run shows as "interrupted")
 - cells:       one row per (run, base, adapter, task): settings, status, error, adapter facts
 - predictions: one row per example answer, keyed by a content hash (see `prediction_key`);
                INSERT OR IGNORE makes a resumed run unable to double an example
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -30,6 +32,12 @@ from harness.metrics.base import MetricValue
 from harness.spec import stable_hash
 
 DEFAULT_STORE = Path(".harness") / "results.sqlite"
+# A running process beats every HEARTBEAT_SECONDS; a run silent for STALE_SECONDS is taken for dead
+# (the only test possible for a run on another host, where its pid means nothing).
+HEARTBEAT_SECONDS = 5.0
+STALE_SECONDS = 120.0
+# Columns added after the first release: older stores gain them on open.
+MIGRATIONS = {"runs": (("pid", "INTEGER"), ("host", "TEXT"), ("heartbeat", "REAL"))}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -37,7 +45,10 @@ CREATE TABLE IF NOT EXISTS runs (
     created REAL NOT NULL,
     finished REAL,
     status TEXT NOT NULL,
-    spec_json TEXT NOT NULL
+    spec_json TEXT NOT NULL,
+    pid INTEGER,
+    host TEXT,
+    heartbeat REAL
 );
 CREATE TABLE IF NOT EXISTS cells (
     cell_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -144,6 +155,33 @@ def prediction_key(
     )
 
 
+def run_is_alive(host: str | None, pid: int | None, heartbeat: float | None, now: float | None = None) -> bool:
+    """A run is alive while its heartbeat is fresh and, on this host, its process exists."""
+    if heartbeat is None or pid is None:  # a store from before liveness was recorded: trust its status
+        return True
+    if (now or time.time()) - heartbeat > STALE_SECONDS:
+        return False
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)  # signal 0 only asks whether the process exists
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # it exists, under another user
+            return True
+    return True
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    cells_done: int
+    cells: int
+    predictions: int
+    planned: int
+
+    def __str__(self) -> str:
+        return f"{self.cells_done}/{self.cells} cells done, {self.predictions}/{self.planned} predictions stored"
+
+
 @dataclass(frozen=True)
 class Prediction:
     key: str
@@ -160,6 +198,7 @@ class CellRow:
     cell_id: int
     run_id: str
     base: str
+    base_hash: str | None
     adapter: str | None
     adapter_path: str | None
     adapter_hash: str | None
@@ -191,12 +230,25 @@ class Store:
             # NORMAL in WAL mode survives a process kill (only an OS crash can lose the last commits).
             self.connection.execute("PRAGMA synchronous=NORMAL")
             self.connection.executescript(SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as error:
             raise HarnessError(f"Results store '{self.path}' cannot be opened ({error}); pass another --store PATH.")
         self.connection.row_factory = sqlite3.Row
 
     def close(self) -> None:
         self.connection.close()
+
+    def _migrate(self) -> None:
+        """Add the columns a store made by an older harness lacks (ALTER TABLE ADD COLUMN keeps its rows)."""
+        for table, columns in MIGRATIONS.items():
+            have = {row[1] for row in self.connection.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in have:
+                    try:
+                        self.connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as error:  # another process added it first
+                        if "duplicate column" not in str(error):
+                            raise
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -210,11 +262,17 @@ class Store:
 
     # runs ---------------------------------------------------------------------------------
     def start_run(self, run_id: str, spec: Mapping[str, Any]) -> None:
+        now = time.time()
         self.connection.execute(
-            "INSERT INTO runs (run_id, created, status, spec_json) VALUES (?, ?, 'running', ?)"
-            " ON CONFLICT(run_id) DO UPDATE SET status='running', finished=NULL",
-            (run_id, time.time(), json.dumps(spec, default=str)),
+            "INSERT INTO runs (run_id, created, status, spec_json, pid, host, heartbeat) VALUES (?, ?, 'running', ?, ?, ?, ?)"
+            " ON CONFLICT(run_id) DO UPDATE SET status='running', finished=NULL, pid=excluded.pid, host=excluded.host,"
+            " heartbeat=excluded.heartbeat",
+            (run_id, now, json.dumps(spec, default=str), os.getpid(), socket.gethostname(), now),
         )
+
+    def beat(self, run_id: str) -> None:
+        """The running process is alive (called every HEARTBEAT_SECONDS by run.heartbeat)."""
+        self.connection.execute("UPDATE runs SET heartbeat=? WHERE run_id=? AND status='running'", (time.time(), run_id))
 
     def finish_run(self, run_id: str, status: str) -> None:
         self.connection.execute("UPDATE runs SET status=?, finished=? WHERE run_id=?", (status, time.time(), run_id))
@@ -227,6 +285,35 @@ class Store:
         if not rows:
             raise HarnessError(f"No run '{run_id}' in store '{self.path}'; `harness runs` lists them.")
         return rows[0]
+
+    def run_status(self, run_id: str) -> str:
+        """'running', 'done', 'failed', or 'interrupted' when the process that ran it is gone."""
+        row = self.run(run_id)
+        if row["status"] != "running":
+            return str(row["status"])
+        return "running" if run_is_alive(row["host"], row["pid"], row["heartbeat"]) else "interrupted"
+
+    def run_progress(self, run_id: str) -> RunProgress:
+        """How far a run got: cells done, and predictions stored of those its cells planned."""
+        cells = self.cells(run_id=run_id)
+        planned, stored = self.connection.execute(
+            "SELECT COUNT(*), COUNT(p.key) FROM cell_examples e JOIN cells c ON c.cell_id = e.cell_id"
+            " LEFT JOIN predictions p ON p.key = e.prediction_key WHERE c.run_id=?",
+            (run_id,),
+        ).fetchone()
+        return RunProgress(sum(c.status == "done" for c in cells), len(cells), int(stored), int(planned))
+
+    def prune_interrupted(self) -> list[str]:
+        """Delete interrupted runs and their cells; their predictions stay (a later run reuses them)."""
+        gone = [row["run_id"] for row in self.runs() if self.run_status(row["run_id"]) == "interrupted"]
+        with self.transaction() as connection:
+            for run_id in gone:
+                cells = "SELECT cell_id FROM cells WHERE run_id=?"
+                for table in ("cell_examples", "metrics", "example_scores", "timings"):
+                    connection.execute(f"DELETE FROM {table} WHERE cell_id IN ({cells})", (run_id,))
+                connection.execute("DELETE FROM cells WHERE run_id=?", (run_id,))
+                connection.execute("DELETE FROM runs WHERE run_id=?", (run_id,))
+        return gone
 
     # cells --------------------------------------------------------------------------------
     def upsert_cell(self, run_id: str, cell_key: str, fields: Mapping[str, Any]) -> int:
@@ -393,6 +480,7 @@ def _cell_row(row: sqlite3.Row) -> CellRow:
         cell_id=row["cell_id"],
         run_id=row["run_id"],
         base=row["base"],
+        base_hash=row["base_hash"],
         adapter=row["adapter"],
         adapter_path=row["adapter_path"],
         adapter_hash=row["adapter_hash"],

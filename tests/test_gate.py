@@ -19,7 +19,6 @@ import sacrebleu
 
 from harness.errors import HarnessError
 from harness.gate.decide import (
-    MARKDOWN_HEADER,
     GateInput,
     GateSettings,
     Side,
@@ -34,6 +33,7 @@ from harness.gate.decide import (
     resample_stats,
     run_gate,
 )
+from harness.gate.outputs import MARKDOWN_HEADER, to_json, to_junit_xml, to_markdown
 from harness.metrics.base import Metric, ScoringInput
 
 N = 200
@@ -216,7 +216,7 @@ def test_same_seed_same_verdict_and_numbers() -> None:
     again = run_gate(gates, GateSettings(max_drop=0.01, seed=3))
     other = run_gate(gates, GateSettings(max_drop=0.01, seed=4))
     assert first.rows == again.rows
-    assert first.to_json() == again.to_json()
+    assert to_json(first) == to_json(again)
     assert other.rows[0].p_value != first.rows[0].p_value  # the seed does drive the resampling
 
 
@@ -322,7 +322,7 @@ def test_holm_runs_across_tasks_and_rows() -> None:
 
 def test_junit_xml_parses_with_failure_and_skip_counts() -> None:
     report = run_gate(*_three_task_report())
-    root = ET.fromstring(report.to_junit_xml())
+    root = ET.fromstring(to_junit_xml(report))
     suite = root.find("testsuite")
     assert suite is not None
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
@@ -334,12 +334,12 @@ def test_junit_xml_parses_with_failure_and_skip_counts() -> None:
 
 def test_markdown_and_json_reports() -> None:
     report = run_gate(*_three_task_report())
-    text = report.to_markdown()
+    text = to_markdown(report)
     assert text.startswith("## Regression gate: REGRESSION")
     assert MARKDOWN_HEADER in text
     assert "| dropped | accuracy | 0.8 | 0.65 | -0.15 [" in text
     assert "**inconclusive**" in text
-    payload = json.loads(report.to_json())
+    payload = json.loads(to_json(report))
     assert payload["verdict"] == "regression"
     assert [r["verdict"] for r in payload["rows"]] == ["regression", "inconclusive", "no regression"]
     assert payload["settings"]["max_drop"] == 0.01

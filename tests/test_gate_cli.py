@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -16,26 +17,35 @@ def gate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness.cli", "gate", *args], capture_output=True, text=True, timeout=600)
 
 
-def test_identical_candidate_passes_and_writes_reports(tiny_llama, adapter_factory, tmp_path: Path) -> None:
+def test_two_adapters_are_gated_and_reports_written(tiny_llama, adapter_factory, tmp_path: Path) -> None:
     tasks = tmp_path / "tasks"
     make_task(tasks, GEN_TASK, 12)
     make_task(tasks, CLS_TASK, 10)
-    adapter = adapter_factory(tiny_llama, "causal", "lora", seed=1)
+    old, new = adapter_factory(tiny_llama, "causal", "lora", seed=1), adapter_factory(tiny_llama, "causal", "lora", seed=2)
     junit, verdict = tmp_path / "gate.xml", tmp_path / "gate.json"
     result = gate(
-        "--task", "tiny_gen,tiny_cls", "--candidate", str(adapter), "--baseline", str(adapter), "--model", str(tiny_llama),
+        "--task", "tiny_gen,tiny_cls", "--candidate", str(new), "--baseline", str(old), "--model", str(tiny_llama),
         "--store", str(tmp_path / "s.sqlite"), "--junit", str(junit), "--json", str(verdict),
         "--include-path", str(tasks),
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode in (0, 1), result.stderr
     assert "| task | metric | baseline | candidate |" in result.stdout
     payload = json.loads(verdict.read_text())
-    assert payload["verdict"] == "no regression"
+    assert result.returncode == (1 if payload["verdict"] == "regression" else 0)
     assert {row["task"] for row in payload["rows"]} == {"tiny_gen", "tiny_cls"}
-    assert all(row["delta"] == 0 for row in payload["rows"])
     suite = ET.parse(junit).getroot()
     assert len(list(suite.iter("testcase"))) == len(payload["rows"])
-    assert not list(suite.iter("failure"))
+    regressions = [row for row in payload["rows"] if row["verdict"] == "regression"]
+    assert len(list(suite.iter("failure"))) == len(regressions)
+    # the same adapter on both sides, or a copy of its weights elsewhere: a gate that always passes is refused
+    same = gate("--task", "tiny_gen", "--candidate", str(old), "--baseline", str(old), "--model", str(tiny_llama),
+                "--store", str(tmp_path / "s.sqlite"), "--include-path", str(tasks))
+    assert same.returncode == 2 and "name two different adapters" in same.stderr and "Traceback" not in same.stderr
+    copy = tmp_path / "copy_of_old"
+    shutil.copytree(old, copy)
+    copied = gate("--task", "tiny_gen", "--candidate", str(copy), "--baseline", str(old), "--model", str(tiny_llama),
+                  "--store", str(tmp_path / "s.sqlite"), "--include-path", str(tasks))
+    assert copied.returncode == 2 and "are the same adapter weights" in copied.stderr, copied.stderr
 
 
 def test_unknown_candidate_is_an_error(tiny_llama, tmp_path: Path) -> None:

@@ -74,11 +74,32 @@ def test_ray_run_stores_what_the_local_run_stores_and_caches(local_ray, tiny_lla
     assert {(o.task, o.adapter): o.metrics for o in again.outcomes} == {(o.task, o.adapter): o.metrics for o in remote.outcomes}
 
 
+def crash_once_after_a_prediction(marker: Path):
+    """A group body that dies (os._exit) after streaming its first prediction, once across all workers.
+
+    Defined as a closure so Ray pickles it by value: the worker runs it without importing this test.
+    """
+    body = ray_executor.run_group_streaming
+
+    def crashing(work, snapshot):
+        for batch in body(work, snapshot):
+            yield batch
+            if any(getattr(m, "method", None) == "add_prediction" for m in batch):
+                try:
+                    with open(marker, "x"):  # exclusive create: only one worker, only once
+                        pass
+                except FileExistsError:
+                    continue
+                os._exit(1)
+
+    return crashing
+
+
 def test_a_worker_killed_mid_group_is_retried(local_ray, tiny_llama, adapter_factory, tasks_dir, tmp_path, monkeypatch) -> None:
     # one adapter, one task: one group, so the crash and its retry are the whole run
     spec = spec_for(tiny_llama, [adapter_factory(tiny_llama, "causal", "lora", seed=1)]).model_copy(update={"tasks": ("ray_gen",)})
     marker = tmp_path / "crashed"
-    monkeypatch.setenv(ray_executor.CRASH_MARKER_ENV, str(marker))
+    monkeypatch.setattr(ray_executor, "run_group_streaming", crash_once_after_a_prediction(marker))
     store, local_store = Store(tmp_path / "ray.sqlite"), Store(tmp_path / "local.sqlite")
     result = execute(spec, store, executor="ray")
     assert marker.exists(), "no worker was killed: the fault hook did not fire"
@@ -118,6 +139,5 @@ def test_groups_split_per_worker_slot_with_the_base_in_the_first(tiny_llama, ada
     assert [g.labels for g in groups] == [["base", "a0", "a1", "a2"], ["a3", "a4"]]
     assert ray_executor.worker_options({"CPU": 8.0}) == {"num_cpus": 1}
     assert ray_executor.worker_options({"CPU": 8.0, "GPU": 2.0}) == {"num_gpus": 1}
-    assert os.environ.get(ray_executor.CRASH_MARKER_ENV) is None
     with pytest.raises(HarnessError, match="Unknown executor 'spark'"):
         make_executor("spark")

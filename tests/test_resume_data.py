@@ -29,7 +29,7 @@ JSON_CHARS_PER_TOKEN = 2.9
 
 
 def load_module(relative: str, name: str) -> ModuleType:
-    """Imports a task file by path, the way harness/data.py does."""
+    """Imports a task file by path, the way harness/data.py does (its siblings load through harness.data.import_task_file)."""
     spec = importlib.util.spec_from_file_location(name, PROJECT / relative)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

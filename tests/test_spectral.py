@@ -13,21 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.diagnostics import spectral
+from harness.diagnostics import intruders
+from harness.diagnostics.adapter_weights import read_adapter
+from harness.diagnostics.intruders import BaseSVD, base_svd, count_intruders
+from harness.diagnostics.lowrank import lowrank_singular_values, spectrum_stats
+from harness.diagnostics.spectral import diagnose
+from harness.diagnostics.spectral_output import format_table, print_diagnostics, to_records
+from harness.diagnostics.weightwatcher import weightwatcher_metrics
 from harness.errors import HarnessError
-from harness.diagnostics.spectral import (
-    BaseSVD,
-    base_svd,
-    count_intruders,
-    diagnose,
-    format_table,
-    lowrank_singular_values,
-    print_diagnostics,
-    read_adapter,
-    spectrum_stats,
-    to_records,
-    weightwatcher_metrics,
-)
 
 # (m, n, r): r = 1, r = min(m, n) for tall, wide and square, r above min(m, n), and an ordinary case.
 SHAPES = [(7, 5, 1), (40, 30, 1), (20, 30, 3), (30, 20, 20), (16, 16, 16), (12, 40, 12), (64, 48, 8), (5, 7, 9)]
@@ -104,12 +97,12 @@ def test_base_svd_is_cached_in_memory_and_on_disk(tmp_path: Path, monkeypatch: p
     w0 = np.random.default_rng(5).standard_normal((12, 9))
     first = base_svd(w0, tmp_path)
     assert len(list(tmp_path.glob("*.npz"))) == 1
-    monkeypatch.setattr(spectral, "_BASE_SVD_MEMORY", {})
+    monkeypatch.setattr(intruders, "_BASE_SVD_MEMORY", {})
 
     def no_svd(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the base SVD was recomputed")
 
-    monkeypatch.setattr(spectral.np.linalg, "svd", no_svd)
+    monkeypatch.setattr(intruders.np.linalg, "svd", no_svd)
     again = base_svd(w0, tmp_path)  # from disk
     assert base_svd(w0, tmp_path) is again  # then from memory
     np.testing.assert_array_equal(first.U, again.U)
@@ -313,10 +306,10 @@ def test_weightwatcher_leaks_no_logging_handler_and_no_output() -> None:
     script = """
 import logging, sys
 import numpy as np
-from harness.diagnostics.spectral import _import_weightwatcher, weightwatcher_metrics
+from harness.diagnostics.weightwatcher import import_weightwatcher, weightwatcher_metrics
 root = logging.getLogger()
 before = (list(root.handlers), root.level)
-_import_weightwatcher()
+import_weightwatcher()
 metrics = weightwatcher_metrics({"w": np.random.default_rng(0).standard_normal((20, 16))}, "merged")
 assert (list(root.handlers), root.level) == before, (root.handlers, root.level)
 assert metrics["w"].stable_rank > 1

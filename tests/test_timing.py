@@ -1,4 +1,4 @@
-"""Tests for harness/timing.py.
+"""Tests for the timing modules of harness/diagnostics (timers, memory, flops, peak_flops, recorder, overhead).
 
 The CUDA path runs for real where a GPU is present. Where none is, the `cuda` fixture replaces
 exactly these, and nothing else: torch.cuda.is_available (-> True), torch.cuda.Event (a host-clock
@@ -10,6 +10,8 @@ On a real GPU the same fixture only wraps the real functions to count calls.
 from __future__ import annotations
 
 import json
+import mmap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,30 +20,14 @@ from typing import Any
 import pytest
 import torch
 
-from harness.diagnostics import timing
+from harness.diagnostics import memory, peak_flops
+from harness.diagnostics.flops import ModelCost, attention_flops, estimate_flops, model_cost
+from harness.diagnostics.memory import CudaPeakMemory, KernelPeakRss, RssSampler, make_memory_monitor
+from harness.diagnostics.overhead import Workload, adapter_overhead, peft_forward_overhead
+from harness.diagnostics.peak_flops import benchmark_matmul, measure_peak_flops, peak_flops_key
+from harness.diagnostics.recorder import TimingRecorder, percentile
+from harness.diagnostics.timers import CpuTimer, CudaTimer, Timer, make_timer
 from harness.errors import CellError, HarnessError
-from harness.diagnostics.timing import (
-    CpuTimer,
-    CudaPeakMemory,
-    CudaTimer,
-    KernelPeakRss,
-    ModelCost,
-    RssSampler,
-    Timer,
-    TimingRecorder,
-    Workload,
-    adapter_overhead,
-    attention_flops,
-    benchmark_matmul,
-    estimate_flops,
-    make_memory_monitor,
-    make_timer,
-    measure_peak_flops,
-    model_cost,
-    peak_flops_key,
-    peft_forward_overhead,
-    percentile,
-)
 
 REAL_CUDA = torch.cuda.is_available()
 
@@ -67,8 +53,8 @@ class ManualTimer(Timer):
         return end - start
 
 
-class FixedMemory(timing.MemoryMonitor):
-    kind: timing.MemoryKind = "rss"
+class FixedMemory(memory.MemoryMonitor):
+    kind: memory.MemoryKind = "rss"
 
     def __init__(self) -> None:
         self.resets = 0
@@ -226,17 +212,39 @@ def test_rss_sampler_reset_forgets_earlier_peak() -> None:
 def test_current_rss_agrees_with_psutil() -> None:
     import psutil  # installed with accelerate
 
-    ours, theirs = timing.current_rss_bytes(), psutil.Process().memory_info().rss
+    ours, theirs = memory.current_rss_bytes(), psutil.Process().memory_info().rss
     assert abs(ours - theirs) < 0.1 * theirs
 
 
+def resident_block(size: int) -> mmap.mmap:
+    """`size` bytes the kernel must back: an anonymous mapping with a byte written on every page.
+
+    A tensor or numpy buffer may come from an allocator's pool or from pages already resident, and
+    then not raise the RSS at all; fresh anonymous pages written one by one always do. `close()`
+    unmaps them at once.
+    """
+    block = mmap.mmap(-1, size)
+    for offset in range(0, size, mmap.PAGESIZE):
+        block[offset] = 1
+    return block
+
+
 def test_rss_sampler_sees_a_real_allocation() -> None:
-    sampler = RssSampler(interval_seconds=0.005)
+    samples = threading.Semaphore(0)
+
+    def counted_read() -> int:
+        value = memory.current_rss_bytes()
+        samples.release()
+        return value
+
+    sampler = RssSampler(interval_seconds=0.005, read=counted_read)
     sampler.start()
-    baseline = timing.current_rss_bytes()
-    block = torch.ones(64 * 2**20 // 4)  # 64 MiB, written so that it is resident
-    time.sleep(0.03)
-    del block
+    baseline = memory.current_rss_bytes()
+    block = resident_block(64 * 2**20)
+    # Hold the block until the thread has sampled twice with it resident, however loaded the machine.
+    for _ in range(3):  # the first release may be a sample taken before the block was written
+        assert samples.acquire(timeout=60), "the sampling thread took no sample within a minute"
+    block.close()
     sampler.stop()
     assert sampler.peak_bytes() >= baseline + 48 * 2**20
 
@@ -248,20 +256,17 @@ def test_cpu_memory_monitor_catches_a_short_spike_and_forgets_warmup() -> None:
         return
     assert isinstance(monitor, KernelPeakRss)
     monitor.start()
-    warmup = torch.ones(128 * 2**20 // 4)  # a 128 MiB warm-up spike, freed at once
-    del warmup
+    resident_block(128 * 2**20).close()  # a 128 MiB warm-up spike, unmapped at once
     monitor.reset()
-    baseline = timing.current_rss_bytes()
-    # 64 MiB, freed at once: no sampler could promise to see it. Above glibc's largest mmap threshold
-    # (32 MiB), so it always gets fresh pages; a 32 MiB block could reuse resident heap pages left by
-    # the warm-up and never raise the RSS (seen once on a fresh clone).
-    spike = torch.ones(64 * 2**20 // 4)
-    del spike
+    baseline = memory.current_rss_bytes()
+    # 64 MiB of fresh pages, unmapped at once: no sampler could promise to see it; the kernel's peak does.
+    resident_block(64 * 2**20).close()
     monitor.stop()
     peak = monitor.peak_bytes()
     assert baseline + 48 * 2**20 <= peak < baseline + 160 * 2**20
-    torch.ones(64 * 2**20 // 4)  # after stop: not the cell's memory
+    after = resident_block(64 * 2**20)  # after stop: not the cell's memory
     assert monitor.peak_bytes() == peak
+    after.close()
 
 
 # ---------------------------------------------------------------- FLOPs
@@ -299,7 +304,7 @@ def test_peak_flops_measured_once_then_cached(tmp_path: Any, monkeypatch: pytest
     def must_not_run(*args: Any, **kwargs: Any) -> float:
         raise AssertionError("the cached peak should have been used")
 
-    monkeypatch.setattr(timing, "benchmark_matmul", must_not_run)
+    monkeypatch.setattr(peak_flops, "benchmark_matmul", must_not_run)
     assert measure_peak_flops("cpu", "float32", size=128) == first
 
 

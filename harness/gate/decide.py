@@ -44,20 +44,19 @@ Statistics, exactly:
   accuracy" (margin 0), so it informs the reader but does not drive the verdict.
 
 Exit codes: 0 nothing regressed, 1 a regression, 2 an inconclusive result under --strict
-(errors, raised as HarnessError, are the CLI's exit 2).
+(errors, raised as HarnessError, are the CLI's exit 2). The report is rendered (markdown, JSON,
+JUnit XML) by harness.gate.outputs; this module only decides.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
-from xml.etree import ElementTree as ET
 
 from harness.errors import HarnessError
 from harness.metrics.base import Metric, ScoringInput
@@ -236,21 +235,6 @@ class GateReport:
         if self.verdict is Verdict.INCONCLUSIVE and strict:
             return 2
         return 0
-
-    def to_markdown(self) -> str:
-        return _markdown(self)
-
-    def to_json(self) -> str:
-        payload = {
-            "verdict": self.verdict.value,
-            "settings": {**asdict(self.settings), "margin": self.settings.margin_text()},
-            "notes": self.notes,
-            "rows": [{**asdict(row), "verdict": row.verdict.value} for row in self.rows],
-        }
-        return json.dumps(payload, indent=2, allow_nan=False, default=_json_float)
-
-    def to_junit_xml(self) -> str:
-        return _junit(self)
 
 
 # ----------------------------------------------------------------------------- exact tests, multiplicity
@@ -635,78 +619,3 @@ def run_gate(
         for t, p_adj in zip(tested, adjusted, strict=True)
     ]
     return GateReport(rows=rows, verdict=_overall(rows), settings=settings, notes=notes)
-
-
-# ----------------------------------------------------------------------------- rendering
-
-MARKDOWN_HEADER = "| task | metric | baseline | candidate | delta [interval] | allowed drop | p-value | p (Holm) | McNemar p | verdict |"
-
-
-def _num(x: float) -> str:
-    return f"{x:.4g}"
-
-
-def _signed(x: float) -> str:
-    return f"{x:+.4g}"
-
-
-def _cell(text: str) -> str:
-    """Table cells come from task and metric names; a pipe would split the row."""
-    return text.replace("|", "\\|")
-
-
-def _markdown(report: GateReport) -> str:
-    s = report.settings
-    coverage = 1.0 - 2.0 * s.alpha
-    lines = [
-        f"## Regression gate: {report.verdict.value.upper()}",
-        "",
-        f"Paired bootstrap, {s.n_resamples} resamples, seed {s.seed}; {s.margin_text()}; alpha {s.alpha:g}, "
-        f"Holm over {len(report.rows)} test(s). Intervals are {coverage:.0%} two-sided (each end a one-sided "
-        f"{1 - s.alpha:.0%} bound); p tests 'no drop beyond the allowed drop'.",
-        "",
-        MARKDOWN_HEADER,
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for r in report.rows:
-        mcnemar = "" if r.mcnemar_p is None else f"{r.mcnemar_p:.3g}"
-        arrow = "" if r.higher_is_better else " (lower is better)"
-        lines.append(
-            f"| {_cell(r.task)} | {_cell(r.metric)}{arrow} | {_num(r.baseline)} | {_num(r.candidate)} | "
-            f"{_signed(r.delta)} [{_signed(r.ci_low)}, {_signed(r.ci_high)}] | {_num(r.allowed_drop)} | "
-            f"{r.p_value:.3g} | {r.p_adjusted:.3g} | {mcnemar} | **{r.verdict.value}** |"
-        )
-    if report.notes:
-        lines.append("")
-        lines.extend(f"- {note}" for note in report.notes)
-    return "\n".join(lines) + "\n"
-
-
-def _row_message(r: GateRow) -> str:
-    return (
-        f"{r.metric}: baseline {_num(r.baseline)}, candidate {_num(r.candidate)}, delta {_signed(r.delta)} "
-        f"[{_signed(r.ci_low)}, {_signed(r.ci_high)}], allowed drop {_num(r.allowed_drop)}, "
-        f"p {r.p_value:.3g} (Holm {r.p_adjusted:.3g})"
-    )
-
-
-def _junit(report: GateReport) -> str:
-    failures = sum(r.verdict is Verdict.REGRESSION for r in report.rows)
-    skipped = sum(r.verdict is Verdict.INCONCLUSIVE for r in report.rows)
-    counts = {"tests": str(len(report.rows)), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
-    root = ET.Element("testsuites", {"name": "harness gate", **counts})
-    suite = ET.SubElement(root, "testsuite", {"name": "harness.gate.decide", **counts})
-    for r in report.rows:
-        case = ET.SubElement(suite, "testcase", {"classname": f"gate.{r.task}", "name": r.metric, "time": "0"})
-        message = _row_message(r)
-        if r.verdict is Verdict.REGRESSION:
-            ET.SubElement(case, "failure", {"message": f"regression: {message}", "type": "regression"}).text = message
-        elif r.verdict is Verdict.INCONCLUSIVE:
-            ET.SubElement(case, "skipped", {"message": f"inconclusive: {message}"})
-        ET.SubElement(case, "system-out").text = message
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-
-
-def _json_float(value: object) -> object:
-    """numpy scalars that slipped into a row become plain floats."""
-    return float(value)  # type: ignore[arg-type]

@@ -30,7 +30,8 @@ def _rows_tables(title: str, rows: Sequence[dict[str, Any]]) -> list[Table]:
             timing = row.get("timing") or {}
             cells = [format_metric(row["metrics"].get(name)) for name in metric_names]
             status = row["status"] if not row.get("error") else f"{row['status']}: {row['error']}"
-            table.add_row(row["adapter"], status, *cells, _rate(timing.get("examples_per_s")), _rate(timing.get("generated_tokens_per_s")))
+            rates = [_rate(timing.get(key)) if row["status"] == "done" else "-" for key in ("examples_per_s", "generated_tokens_per_s")]
+            table.add_row(row["adapter"], status, *cells, *rates)  # a failed cell was never cached
         tables.append(table)
     return tables
 

@@ -15,6 +15,7 @@ from harness.data import load_examples
 from harness.errors import HarnessError
 from harness.registry import task_registry
 from harness.run.cells import Progress, RunResult
+from harness.run.heartbeat import Heartbeat
 from harness.spec import AdapterSpec, RunSpec, TaskSpec, stable_hash
 from harness.store import Store
 
@@ -49,7 +50,12 @@ def execute(
     run_id = run_id_for(spec)
     store.start_run(run_id, spec.model_dump(mode="json"))
     runner = make_executor(executor, ray_address)
-    outcomes = [o for group in base_groups(spec) for o in runner.run(group, run_id, tasks, store, progress)]
+    try:
+        with Heartbeat(store, run_id):
+            outcomes = [o for group in base_groups(spec) for o in runner.run(group, run_id, tasks, store, progress)]
+    except BaseException as error:  # Ctrl-C or a crash: the same command resumes it
+        store.finish_run(run_id, "interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
+        raise
     store.finish_run(run_id, "done" if all(o.status == "done" for o in outcomes) else "failed")
     result = RunResult(run_id, outcomes)
     result.results_file = write_results(result, spec, results_dir or store.path.parent / "runs")
@@ -59,10 +65,8 @@ def execute(
 def trained_in_4bit(adapter: AdapterSpec) -> bool:
     """QLoRA adapters say so in their card: they are evaluated on the 4-bit base they were trained on."""
     card = Path(adapter.path) / "card.json"
-    if not card.is_file():
-        return False
-    try:
-        return bool(json.loads(card.read_text(encoding="utf-8")).get("load_in_4bit", False))
+    try:  # a missing or unreadable folder is the runner's to report (as that adapter's failed cells)
+        return card.is_file() and bool(json.loads(card.read_text(encoding="utf-8")).get("load_in_4bit", False))
     except (OSError, json.JSONDecodeError):
         return False
 

@@ -31,9 +31,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
 from harness.errors import CellError, HarnessError
+from harness.run.adapter_checks import check_finite
 from harness.spec import AdapterSpec, ModelKind, ModelSpec
 
 if TYPE_CHECKING:
@@ -299,6 +301,17 @@ def weights_hash(model: Any, source: str, extra: str) -> str:
     """state_dict_hash, cached in a small JSON keyed by weight files' path+size+mtime (+ load options)."""
     key = _hash_key(source, extra)
     files = _hash_cache_files(source) if key else []
+    cached = _cached_hash(key, files)
+    if cached is not None:
+        return cached
+    value = state_dict_hash(model)
+    for path in files:
+        if _write_json_entry(path, key, value):
+            break
+    return value
+
+
+def _cached_hash(key: str | None, files: Sequence[Path]) -> str | None:
     for path in files:
         try:
             cached = json.loads(path.read_text())
@@ -306,11 +319,58 @@ def weights_hash(model: Any, source: str, extra: str) -> str:
                 return str(cached[key])
         except (OSError, ValueError):
             continue
-    value = state_dict_hash(model)
-    for path in files:
-        if _write_json_entry(path, key, value):
-            break
-    return value
+    return None
+
+
+@dataclass(frozen=True)
+class KnownBase:
+    """What a prediction key needs of a base, known without loading its weights."""
+
+    kind: ModelKind
+    dtype: torch.dtype
+    weights_hash: str
+    tokenizer: Any
+
+
+def known_base(spec: ModelSpec, num_labels: int | None = None, with_tokenizer: bool = True) -> KnownBase | None:
+    """Kind, dtype, tokenizer and the cached weights hash of a base, without loading its weights.
+
+    None when the hash was never computed (or the base is a hub id): then only loading can tell.
+    The hash key is the one `load_base` uses, so the value is exactly the loaded model's. The config
+    is read as JSON and the tokenizer only `with_tokenizer` (chat templates need it): importing
+    transformers costs more than everything else a cached re-run does.
+    """
+    source, implied = _resolve_source(spec)
+    if not Path(source).is_dir():
+        return None
+    kind: ModelKind | None = spec.kind or implied
+    if kind is None:
+        config = _config_json(Path(source))
+        if config is None:
+            return None
+        kind = detect_kind(config)
+    dtype = resolve_dtype(spec.dtype, resolve_device(spec.device))
+    key = _hash_key(source, extra=f"{kind}|{dtype}|{spec.load_in_4bit}|{num_labels}")
+    value = _cached_hash(key, _hash_cache_files(source))
+    if value is None:
+        return None
+    tokenizer = None
+    if with_tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = _load_tokenizer(AutoTokenizer, source, kind, spec.trust_remote_code)
+    return KnownBase(kind, dtype, value, tokenizer)
+
+
+def _config_json(folder: Path) -> SimpleNamespace | None:
+    """config.json's fields as attributes, enough for `detect_kind` (None when unreadable)."""
+    try:
+        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return SimpleNamespace(**{"is_encoder_decoder": False, "architectures": None, "model_type": "", **data})
 
 
 def _write_json_entry(path: Path, key: str | None, value: str) -> bool:
@@ -571,6 +631,7 @@ class AdapterHost:
         if adapter.name in self.adapters or adapter.name == BASE_ROW:
             raise CellError(f"Adapter name '{adapter.name}' is already used on this base; give each adapter a unique name.")
         files = _read_adapter(adapter)
+        check_finite(adapter, files.weights)  # a NaN adapter must never be scored as a real one
         self._check_fits(adapter, files)
         method = str(files.config["peft_type"]).upper()
         if method == "PREFIX_TUNING":

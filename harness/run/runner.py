@@ -7,6 +7,7 @@ a cell whose predictions are all cached makes no model call at all.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,8 +49,47 @@ def output_type_for(task: TaskSpec, model_kind: str) -> str:
     return task.output_type
 
 
+@dataclass(frozen=True)
+class BaseFacts:
+    """What a prediction key and the settings need of the base: the same whether it was loaded or not."""
+
+    kind: str
+    dtype: str
+    load_in_4bit: bool
+    weights_hash: str
+    tokenizer: Any
+
+    @classmethod
+    def of(cls, known: Any, spec: RunSpec) -> BaseFacts:
+        """From a LoadedBase or a models.KnownBase (both have kind, dtype, weights_hash, tokenizer)."""
+        dtype = str(known.dtype).removeprefix("torch.")
+        return cls(known.kind, dtype, spec.model.load_in_4bit, known.weights_hash, known.tokenizer)
+
+    def as_settings(self) -> dict[str, Any]:
+        return {"kind": self.kind, "dtype": self.dtype, "load_in_4bit": self.load_in_4bit}
+
+
+@dataclass
+class TaskPlan:
+    """One task's share of the group: its settings, examples, rendered prompts and cells."""
+
+    task: TaskSpec
+    settings: dict[str, Any]
+    examples: list[Example]
+    prompts: list[str]
+    cells: list[CellPlan]
+
+
 class GroupRunner:
-    """Runs every cell of one base: loads it once, attaches the adapters, feeds the engine."""
+    """Runs every cell of one base: loads it once, attaches the adapters, feeds the engine.
+
+    The steps, in order (`run`):
+    1. check each adapter's files (no model needed); a bad adapter fails its own cells only;
+    2. plan every cell and compute its prediction keys without loading the base; when the store holds
+       every key, score the cells from it and stop: a cached re-run loads no weights;
+    3. otherwise load the base, attach and probe the adapters, and per task: prepare the cells, ask the
+       engine for the missing predictions (all cells of a task in one stream), score and time each cell.
+    """
 
     def __init__(self, spec: RunSpec, run_id: str, store: Store, progress: Progress | None = None) -> None:
         self.spec = spec
@@ -57,34 +97,100 @@ class GroupRunner:
         self.store = store
         self.progress = progress
 
-    def run(self, tasks: Sequence[TaskSpec]) -> list[CellOutcome]:
-        from harness.interop.lm_eval_tasks import run_lm_eval_cells, split_lm_eval
-        from harness.run.models import AdapterHost, load_base
+    def run(self, tasks: Sequence[Any]) -> list[CellOutcome]:
+        from harness.interop.lm_eval_tasks import split_lm_eval
 
         tasks, lm_eval_tasks = split_lm_eval(tasks)  # hook: `lm_eval:NAME` cells run through lm-eval's evaluator
-        encoder_labels = max((len(task.choices) for task in tasks), default=0) or None
-        base = load_base(self.spec.model, num_labels=encoder_labels)
-        host = AdapterHost(base, multi_lora=self.spec.multi_lora)
-        base_facts = {"kind": base.kind, "dtype": str(base.dtype).removeprefix("torch."), "load_in_4bit": self.spec.model.load_in_4bit}
-        attached, failures = self._attach(host, tasks)
+        usable, outcomes = self._check_adapters([*tasks, *lm_eval_tasks])
+        cached = None if lm_eval_tasks else self._from_store(tasks, usable)
+        if cached is not None:
+            return outcomes + cached
+        return outcomes + self._with_model(tasks, lm_eval_tasks, usable)
+
+    # ------------------------------------------------------------ step 1: adapter files
+
+    def _check_adapters(self, tasks: Sequence[Any]) -> tuple[list[AdapterSpec], list[CellOutcome]]:
+        """Adapters whose folders are readable PEFT adapters; every other one fails its cells here."""
+        from harness.run.adapter_checks import check_folder
+
+        usable: list[AdapterSpec] = []
+        failures: list[CellOutcome] = []
+        for adapter in self.spec.adapters:
+            try:
+                check_folder(adapter)
+                usable.append(adapter)
+            except CellError as error:
+                failures += [self.fail_cell(task, adapter, str(error)) for task in tasks]
+        return usable, failures
+
+    # ------------------------------------------------------------ step 2: everything cached?
+
+    def _from_store(self, tasks: Sequence[TaskSpec], usable: Sequence[AdapterSpec]) -> list[CellOutcome] | None:
+        """Every cell scored from the store without loading a weight; None when some prediction is missing.
+
+        Exact: the keys are computed from the same facts loading would give (the base's cached weights
+        hash, the adapters' file hashes); when a fact is unknown without loading, the model path runs.
+        """
+        from harness.run.adapter_checks import adapter_facts
+        from harness.run.models import known_base
+
+        if not tasks or self.spec.spectral:  # spectra need the base's weights
+            return None
+        chat = any((self.spec.prompt or task.default_prompt) in task.chat_prompts for task in tasks)
+        known = known_base(self.spec.model, num_labels=self._num_labels(tasks), with_tokenizer=chat)
+        facts = {adapter.name: adapter_facts(adapter) for adapter in usable}
+        if known is None or any(info is None for info in facts.values()):
+            return None
+        base = BaseFacts.of(known, self.spec)
+        try:
+            plans = [self._plan_task(task, base, facts) for task in tasks]
+        except HarnessError:
+            return None  # the model path records the failure with its reason
+        keys = {key: None for plan in plans for cell in plan.cells for key in self._keys(cell, plan, base, facts)}
+        if len(self.store.existing_keys(keys)) != len(keys):
+            return None
+        outcomes: list[CellOutcome] = []
+        for plan in plans:
+            for cell in plan.cells:
+                job = self._prepare_cell(cell, plan, base, facts)
+                outcomes.append(self._finish_cell(job, plan, computed=0, stream=None, cost=None, share=0.0))
+        return outcomes
+
+    # ------------------------------------------------------------ step 3: with the model
+
+    def _with_model(self, tasks: Sequence[TaskSpec], lm_eval_tasks: Sequence[Any], usable: Sequence[AdapterSpec]) -> list[CellOutcome]:
+        from harness.interop.lm_eval_tasks import run_lm_eval_cells
+        from harness.run.models import AdapterHost, load_base
+
+        loaded = load_base(self.spec.model, num_labels=self._num_labels(tasks))
+        host = AdapterHost(loaded, multi_lora=self.spec.multi_lora)
+        base = BaseFacts.of(loaded, self.spec)
+        attached, outcomes = self._attach(host, [*tasks, *lm_eval_tasks], usable)
         if self.spec.spectral:
-            self._store_spectra(base, attached)
-        outcomes = list(failures)
+            self._store_spectra(loaded, attached)
         for task in tasks:
-            outcomes += self._run_task(host, base, base_facts, task, attached)
+            outcomes += self._run_task(host, base, task, attached)
         outcomes += run_lm_eval_cells(self, host, attached, lm_eval_tasks)
         return outcomes
 
-    def _attach(self, host: Any, tasks: Sequence[TaskSpec]) -> tuple[dict[str, Any], list[CellOutcome]]:
+    @staticmethod
+    def _num_labels(tasks: Sequence[TaskSpec]) -> int | None:
+        """Encoders get a classifier head as wide as the widest task's choices."""
+        return max((len(task.choices) for task in tasks), default=0) or None
+
+    def _attach(self, host: Any, tasks: Sequence[Any], usable: Sequence[AdapterSpec]) -> tuple[dict[str, Any], list[CellOutcome]]:
         """Attach and probe every adapter; a bad one fails its own cells only."""
+        from harness.run.adapter_checks import CONFIG_FILE, check_peft_type
+
         attached: dict[str, Any] = {}
         failures: list[CellOutcome] = []
-        probe_prompts = self._probe_prompts(host, tasks)
-        for adapter in self.spec.adapters:
+        probe_prompts = self._probe_prompts(host, [task for task in tasks if isinstance(task, TaskSpec)])
+        for adapter in usable:
             try:
+                check_peft_type(adapter, adapter.path / CONFIG_FILE)
                 info = host.add(adapter)
                 if probe_prompts is not None:
-                    host.probe(adapter.name, probe_prompts)
+                    _check_probe(adapter, host.probe(adapter.name, probe_prompts))
                 attached[adapter.name] = info
             except CellError as error:
                 if adapter.name in host.adapters:
@@ -98,8 +204,9 @@ class GroupRunner:
         Intruder dimensions are left to `harness diagnose --intruders`: they need a top-k SVD of every
         merged layer (about half a second per layer on 2 cores), which would dwarf a small run.
         """
+        from harness.diagnostics.spectral import diagnose
+        from harness.diagnostics.spectral_output import to_records
         from harness.run.models import dense_state_dict
-        from harness.diagnostics.spectral import diagnose, to_records
 
         weights = dense_state_dict(base.model)
         for info in attached.values():
@@ -118,83 +225,65 @@ class GroupRunner:
             return [classify_texts(task, example)[0][:PROBE_CHARS] for example in examples]
         return [render(task, example, self.spec.prompt, host.base.tokenizer)[-PROBE_CHARS:] for example in examples]
 
-    def fail_cell(self, task: TaskSpec, adapter: AdapterSpec | None, error: str) -> CellOutcome:
+    def fail_cell(self, task: Any, adapter: AdapterSpec | None, error: str) -> CellOutcome:
         return record_failed_cell(self.store, self.run_id, self.spec.model.name, task, adapter, error)
 
-    def _run_task(self, host: Any, base: Any, base_facts: dict[str, Any], task: TaskSpec, attached: dict[str, Any]) -> list[CellOutcome]:
+    def _run_task(self, host: Any, base: BaseFacts, task: TaskSpec, attached: dict[str, Any]) -> list[CellOutcome]:
         try:
-            settings = settings_for(self.spec, task, base_facts)
-            examples = load_examples(task, limit=self.spec.limit)
-            cells = [CellPlan(task, None)] if self.spec.include_base else []
-            cells += [CellPlan(task, adapter) for adapter in self.spec.adapters if adapter.name in attached]
-            prompts = self._render_all(task, examples, base.tokenizer, settings["output_type"])
+            plan = self._plan_task(task, base, attached)
         except HarnessError as error:
             variants = ([None] if self.spec.include_base else []) + [a for a in self.spec.adapters if a.name in attached]
             return [self.fail_cell(task, adapter, str(error)) for adapter in variants]
-        jobs = [self._prepare_cell(cell, base, attached, settings, examples, prompts) for cell in cells]
-        computed, stream = self._compute_missing(host, task, settings, jobs, base)
-        costs = self._costs(host, base, attached)
+        jobs = [self._prepare_cell(cell, plan, base, attached) for cell in plan.cells]
+        computed, stream = self._compute_missing(host, plan, jobs)
+        costs = self._costs(host, attached)
         work = {job.cell_id: _work(self._fresh(job)) for job in jobs}
         total = sum(work.values())
         return [
-            self._finish_cell(job, task, examples, computed.get(job.cell_id, 0), stream, costs.get(job.cell.label), work[job.cell_id] / total if total else 0.0)
+            self._finish_cell(job, plan, computed.get(job.cell_id, 0), stream, costs.get(job.cell.label), work[job.cell_id] / total if total else 0.0)
             for job in jobs
         ]
 
-    def _cell_timing(self, job: _CellJob, stream: Any, cost: Any, share: float) -> dict[str, Any]:
-        from harness.diagnostics.timing import cell_share
+    # ------------------------------------------------------------ planning (shared by steps 2 and 3)
 
-        fresh = self._fresh(job)
-        return cell_share(
-            stream,
-            prompt_lengths=[p.prompt_tokens for p in fresh],
-            new_lengths=[p.new_tokens for p in fresh],
-            latencies=[p.seconds for p in fresh],
-            cost=cost,
-            share=share,
-        )
-
-    def _costs(self, host: Any, base: Any, attached: dict[str, Any]) -> dict[str, Any]:
-        """FLOPs per token of the base and of each adapter (unmerged: the adapter's extra matmuls)."""
-        from harness.diagnostics.timing import ModelCost, model_cost
-
-        bare = model_cost(base.model)
-        costs = {BASE_LABEL: bare}
-        for name, info in attached.items():
-            costs[name] = ModelCost(bare.params, info.trainable_params, False, bare.num_layers, bare.hidden_size)
-        return costs
-
-    def _fresh(self, job: _CellJob) -> list[Prediction]:
-        """The cell's predictions made by this run (cached ones cost no time)."""
-        predictions = self.store.cell_predictions(job.cell_id)
-        return [p for p in predictions if p.key in job.computed_keys]
+    def _plan_task(self, task: TaskSpec, base: BaseFacts, adapters: dict[str, Any]) -> TaskPlan:
+        """Settings, examples, prompts and cells of one task; HarnessError on bad data or templates."""
+        settings = settings_for(self.spec, task, base.as_settings())
+        examples = load_examples(task, limit=self.spec.limit)
+        cells = [CellPlan(task, None)] if self.spec.include_base else []
+        cells += [CellPlan(task, adapter) for adapter in self.spec.adapters if adapter.name in adapters]
+        prompts = self._render_all(task, examples, base.tokenizer, settings["output_type"])
+        return TaskPlan(task, settings, examples, prompts, cells)
 
     def _render_all(self, task: TaskSpec, examples: Sequence[Example], tokenizer: Any, output_type: str) -> list[str]:
-        from harness.data import load_examples as load_split
         from harness.prompts import classify_texts, render
 
         if output_type == "classify":
             return [json.dumps(classify_texts(task, example)) for example in examples]
-        shots = load_split(task, task.few_shot_split, limit=task.few_shot) if task.few_shot else []
+        shots = load_examples(task, task.few_shot_split, limit=task.few_shot) if task.few_shot else []
         return [render(task, example, self.spec.prompt, tokenizer, shots) for example in examples]
 
-    def _prepare_cell(
-        self, cell: CellPlan, base: Any, attached: dict[str, Any], settings: dict[str, Any], examples: Sequence[Example], prompts: Sequence[str]
-    ) -> _CellJob:
-        info = attached.get(cell.adapter.name) if cell.adapter else None
-        adapter_hash = info.weights_hash if info else None
-        keys = [
+    @staticmethod
+    def _keys(cell: CellPlan, plan: TaskPlan, base: BaseFacts, adapters: dict[str, Any]) -> list[str]:
+        info = adapters.get(cell.adapter.name) if cell.adapter else None
+        return [
             prediction_key(
                 base_hash=base.weights_hash,
-                adapter_hash=adapter_hash,
+                adapter_hash=info.weights_hash if info else None,
                 task_hash=cell.task.content_hash(),
                 example_id=example.id,
                 prompt=prompt,
-                settings=settings,
+                settings=plan.settings,
                 prompt_version=PROMPT_VERSION,
             )
-            for example, prompt in zip(examples, prompts)
+            for example, prompt in zip(plan.examples, plan.prompts)
         ]
+
+    def _prepare_cell(self, cell: CellPlan, plan: TaskPlan, base: BaseFacts, adapters: dict[str, Any]) -> _CellJob:
+        """Record the cell as running with its planned prediction keys (what resuming and the gate read)."""
+        info = adapters.get(cell.adapter.name) if cell.adapter else None
+        keys = self._keys(cell, plan, base, adapters)
+        adapter_hash = info.weights_hash if info else None
         fields = {
             "base": self.spec.model.name,
             "base_hash": base.weights_hash,
@@ -207,21 +296,21 @@ class GroupRunner:
             "adapter_bytes": folder_bytes(cell.adapter.path) if cell.adapter else None,
             "task": cell.task.name,
             "split": cell.task.eval_split,
-            "settings_json": settings,
+            # filters change only how answers are scored, so they are recorded here and kept out of the key
+            "settings_json": plan.settings | ({"filters": list(plan.task.filters)} if plan.task.filters else {}),
             "status": "running",
             "error": None,
-            "n_examples": len(examples),
+            "n_examples": len(plan.examples),
         }
         cell_id = self.store.upsert_cell(self.run_id, cell_key(cell.task.name, cell.label), fields)
-        self.store.set_cell_examples(cell_id, [(example.id, key) for example, key in zip(examples, keys)])
-        return _CellJob(cell_id, cell, keys, list(prompts), [e.id for e in examples], adapter_hash, base.weights_hash)
+        self.store.set_cell_examples(cell_id, [(example.id, key) for example, key in zip(plan.examples, keys)])
+        return _CellJob(cell_id, cell, keys, list(plan.prompts), [e.id for e in plan.examples], adapter_hash, base.weights_hash)
 
-    def _compute_missing(
-        self, host: Any, task: TaskSpec, settings: dict[str, Any], jobs: Sequence[_CellJob], base: Any
-    ) -> tuple[dict[int, int], Any]:
+    # ------------------------------------------------------------ computing, scoring, timing
+
+    def _compute_missing(self, host: Any, plan: TaskPlan, jobs: Sequence[_CellJob]) -> tuple[dict[int, int], Any]:
         """Ask the engine for every prediction the store lacks, all cells of the task in one stream."""
-        from harness.run import engine
-
+        task, settings = plan.task, plan.settings
         existing = self.store.existing_keys(key for job in jobs for key in job.keys)
         owners: dict[str, tuple[_CellJob, str]] = {}
         requests: list[Any] = []
@@ -245,12 +334,19 @@ class GroupRunner:
             if advance:
                 advance(1)
 
+        return computed, self._stream(host, settings, requests, on_result)
+
+    def _stream(self, host: Any, settings: dict[str, Any], requests: list[Any], on_result: Any) -> Any:
+        """Run the engine over `requests` under a TimingRecorder; return its summary."""
         import torch
 
-        from harness.diagnostics.timing import TimingRecorder, measure_peak_flops
+        from harness.diagnostics.peak_flops import measure_peak_flops
+        from harness.diagnostics.recorder import TimingRecorder
+        from harness.run import engine
 
         torch.manual_seed(self.spec.seed)
         output_type = settings["output_type"]
+        base = host.base
         recorder = TimingRecorder(base.device, base.dtype, peak_flops=measure_peak_flops(base.device, base.dtype))
         with recorder:
             if output_type == "generate_until":
@@ -262,13 +358,40 @@ class GroupRunner:
                 engine.multiple_choice(host, requests, self.spec.batch_size, on_result, recorder=recorder)
             else:
                 engine.classify(host, requests, self.spec.batch_size, on_result, recorder=recorder)
-        return computed, recorder.summary()
+        return recorder.summary()
 
-    def _finish_cell(
-        self, job: _CellJob, task: TaskSpec, examples: Sequence[Example], computed: int, stream: Any, cost: Any, share: float
-    ) -> CellOutcome:
+    def _costs(self, host: Any, attached: dict[str, Any]) -> dict[str, Any]:
+        """FLOPs per token of the base and of each adapter (unmerged: the adapter's extra matmuls)."""
+        from harness.diagnostics.flops import ModelCost, model_cost
+
+        bare = model_cost(host.base.model)
+        costs = {BASE_LABEL: bare}
+        for name, info in attached.items():
+            costs[name] = ModelCost(bare.params, info.trainable_params, False, bare.num_layers, bare.hidden_size)
+        return costs
+
+    def _fresh(self, job: _CellJob) -> list[Prediction]:
+        """The cell's predictions made by this run (cached ones cost no time)."""
+        predictions = self.store.cell_predictions(job.cell_id)
+        return [p for p in predictions if p.key in job.computed_keys]
+
+    def _cell_timing(self, job: _CellJob, stream: Any, cost: Any, share: float) -> dict[str, Any]:
+        from harness.diagnostics.cell_share import cell_share
+
+        fresh = self._fresh(job)
+        return cell_share(
+            stream,
+            prompt_lengths=[p.prompt_tokens for p in fresh],
+            new_lengths=[p.new_tokens for p in fresh],
+            latencies=[p.seconds for p in fresh],
+            cost=cost,
+            share=share,
+        )
+
+    def _finish_cell(self, job: _CellJob, plan: TaskPlan, computed: int, stream: Any, cost: Any, share: float) -> CellOutcome:
         from harness.scoring import score_examples
 
+        task, examples = plan.task, plan.examples
         predictions = self.store.cell_predictions(job.cell_id)
         label = job.cell.label
         if len(predictions) != len(examples):
@@ -286,6 +409,15 @@ class GroupRunner:
         self.store.set_cell_status(job.cell_id, "done")
         metrics = {name: {"value": v.value, "low": v.low, "high": v.high} for name, v in report.corpus.items()}
         return CellOutcome(job.cell_id, task.name, label, "done", None, metrics, timing, computed)
+
+
+def _check_probe(adapter: AdapterSpec, difference: float) -> None:
+    """A probe with non-finite logits fails the cell: a NaN adapter must never be scored."""
+    if not math.isfinite(difference):
+        raise CellError(
+            f"Adapter '{adapter.name}' yields non-finite logits (NaN or inf) on the probe batch although its weights are finite; "
+            "its scaling or config overflows this base: retrain or re-save it."
+        )
 
 
 @dataclass

@@ -8,6 +8,7 @@ unique within a run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +36,8 @@ class Suite(Frozen):
 def find_adapter_folders(path: Path) -> list[Path]:
     if not path.exists():
         raise HarnessError(f"Adapter path '{path}' does not exist; pass a PEFT adapter folder or a zoo folder.")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise HarnessError(f"Adapter path '{path}' is not readable; fix its permissions.")
     if (path / CONFIG_FILE).is_file():
         return [path]
     folders = sorted(config.parent for config in path.rglob(CONFIG_FILE) if "checkpoint-" not in str(config))
@@ -51,13 +54,17 @@ def adapter_name(folder: Path) -> str:
         return resolved.name
 
 
-def resolve_adapters(paths: Sequence[Path], allow_pickle: bool = False) -> list[AdapterSpec]:
-    """AdapterSpecs for the given folders, zoo folders expanded, each once, names unique."""
+def resolve_adapters(paths: Sequence[Path], allow_pickle: bool = False, keep_bad: bool = False) -> list[AdapterSpec]:
+    """AdapterSpecs for the given folders, zoo folders expanded, each once, names unique.
+
+    With `keep_bad`, a path that is missing, empty or unreadable still becomes an AdapterSpec: the
+    runner fails that adapter's cells with the reason and runs the rest of the matrix.
+    """
     specs: list[AdapterSpec] = []
     seen: set[Path] = set()
     names: set[str] = set()
     for path in paths:
-        for folder in find_adapter_folders(path):
+        for folder in _folders_or_bad(path, keep_bad):
             if folder.resolve() in seen:
                 continue
             seen.add(folder.resolve())
@@ -67,6 +74,15 @@ def resolve_adapters(paths: Sequence[Path], allow_pickle: bool = False) -> list[
             names.add(name)
             specs.append(AdapterSpec(path=folder.resolve(), name=name, allow_pickle=allow_pickle))
     return specs
+
+
+def _folders_or_bad(path: Path, keep_bad: bool) -> list[Path]:
+    try:
+        return find_adapter_folders(path)
+    except (HarnessError, OSError):  # OSError: a folder we may not list
+        if not keep_bad:
+            raise
+        return [path]
 
 
 def load_suite(name_or_path: str) -> Suite:

@@ -45,12 +45,9 @@ from harness.run.cells import BASE_LABEL, CellOutcome, Progress, cell_key, recor
 from harness.spec import AdapterSpec, RunSpec, stable_hash
 from harness.store import Prediction, Store
 
-# Test hook: when this names a file that does not exist yet, the first worker to store a
-# prediction creates it and dies (os._exit), so the retry path can be tested end to end.
-CRASH_MARKER_ENV = "HARNESS_RAY_CRASH_MARKER"
 # Environment a worker needs to find data, caches and task folders (a remote node has its own).
 FORWARDED_ENV = ("HARNESS_DATA_DIR", "HARNESS_CACHE", "HARNESS_TASKS_PATH", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
-                 "HF_HOME", CRASH_MARKER_ENV)
+                 "HF_HOME")
 ATTEMPTS = 2  # the first try and one retry
 STREAM_BATCH = 256  # ops per streamed message at most
 
@@ -140,7 +137,6 @@ class RemoteStore:
     def add_prediction(self, prediction: Prediction, *, task: str, base_hash: str, adapter_hash: str | None) -> None:
         self._predictions.setdefault(prediction.key, prediction)
         self._emit(StoreOp("add_prediction", None, (prediction,), {"task": task, "base_hash": base_hash, "adapter_hash": adapter_hash}))
-        _maybe_crash()
 
     def cell_predictions(self, cell_id: int) -> list[Prediction]:
         keys = self._examples.get(cell_id, [])
@@ -160,18 +156,6 @@ class RemoteStore:
 
     def set_spectra(self, adapter_hash: str, records: Sequence[Mapping[str, Any]]) -> None:
         self._emit(StoreOp("set_spectra", None, (adapter_hash, [dict(record) for record in records])))
-
-
-def _maybe_crash() -> None:
-    marker = os.environ.get(CRASH_MARKER_ENV)
-    if not marker:
-        return
-    try:
-        with open(marker, "x"):  # exclusive create: only one worker, only once
-            pass
-    except FileExistsError:
-        return
-    os._exit(1)
 
 
 def _remote_progress(emit: Callable[[Message], None]) -> Progress:

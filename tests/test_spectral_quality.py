@@ -1,0 +1,74 @@
+"""Spectral diagnostics vs quality: Spearman over a task's adapters, checked against scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from harness.metrics.base import MetricValue
+from harness.report.leaderboard import collect_rows, task_boards
+from harness.report.spectral_quality import adapter_summary, spearman_with_interval, task_correlations
+from harness.store import Store
+
+STABLE_RANKS = [1.1, 1.9, 2.5, 3.0, 4.2, 5.0]
+SCORES = [0.30, 0.35, 0.62, 0.60, 0.81, 0.90]
+
+
+def _layer(stable_rank: float, effective_rank: float, primary: bool = True) -> dict[str, object]:
+    return {"record": "layer", "primary": primary, "stable_rank": stable_rank, "effective_rank": effective_rank,
+            "relative_update": 0.01, "ww_alpha": float("nan")}
+
+
+def _store(tmp_path, adapters: int) -> Store:
+    store = Store(tmp_path / "s.sqlite")
+    store.start_run("r1", {})
+    base = store.upsert_cell("r1", "base", {"base": "b", "task": "t", "split": "test", "settings_json": {}, "status": "done"})
+    store.set_metrics(base, {"accuracy": MetricValue(0.2, 0.1, 0.3)})
+    for i in range(adapters):
+        cell = store.upsert_cell("r1", f"a{i}", {"base": "b", "adapter": f"lora_{i}", "adapter_hash": f"h{i}", "task": "t",
+                                                 "split": "test", "settings_json": {}, "status": "done"})
+        store.set_metrics(cell, {"accuracy": MetricValue(SCORES[i], SCORES[i] - 0.1, SCORES[i] + 0.1)})
+        # two layers whose median is the stable rank; a non-primary (DoRA full-delta) row must be ignored
+        store.set_spectra(f"h{i}", [_layer(STABLE_RANKS[i] - 0.1, 2.0), _layer(STABLE_RANKS[i] + 0.1, 2.0), _layer(99.0, 99.0, False)])
+    return store
+
+
+def test_adapter_summary_takes_medians_of_finite_primary_values() -> None:
+    summary = adapter_summary([_layer(1.0, 3.0), _layer(3.0, 5.0), _layer(50.0, 50.0, primary=False)])
+    assert summary["stable_rank"] == pytest.approx(2.0) and summary["effective_rank"] == pytest.approx(4.0)
+    assert "ww_alpha" not in summary  # NaN everywhere: no value, not a NaN correlation
+
+
+def test_rho_matches_scipy_and_the_interval_contains_it(tmp_path) -> None:
+    store = _store(tmp_path, 6)
+    [board] = task_boards(collect_rows(store))
+    rows = {r.diagnostic: r for r in task_correlations(store, board)}
+    expected = spearmanr(STABLE_RANKS, SCORES)
+    stable = rows["stable rank"]
+    assert stable.n == 6 and stable.metric == "accuracy"
+    assert stable.rho == pytest.approx(expected.statistic) and stable.p_value == pytest.approx(expected.pvalue)
+    assert stable.low <= stable.rho <= stable.high
+    assert rows["effective rank"].rho is None  # constant diagnostic: undefined, said so
+    assert rows["weightwatcher alpha"].n == 0 and rows["weightwatcher alpha"].rho is None
+
+
+def test_too_few_adapters_give_no_correlation(tmp_path) -> None:
+    store = _store(tmp_path, 3)
+    [board] = task_boards(collect_rows(store))
+    stable = next(r for r in task_correlations(store, board) if r.diagnostic == "stable rank")
+    assert stable.n == 3 and stable.rho is None and "at least 4" in stable.note
+
+
+def test_the_bootstrap_is_seeded() -> None:
+    x, y = np.arange(8.0), np.array([1, 3, 2, 5, 4, 7, 6, 8.0])
+    assert spearman_with_interval(x, y, seed=3) == spearman_with_interval(x, y, seed=3)
+
+
+def test_the_vectorised_bootstrap_equals_scipy_on_each_resample() -> None:
+    x, y = np.array([3.0, 1, 4, 1, 5, 9, 2, 6]), np.array([2.0, 7, 1, 8, 2, 8, 1, 8])
+    rho, low, high, _ = spearman_with_interval(x, y, seed=5)
+    index = np.random.default_rng(5).integers(0, len(x), (2000, len(x)))
+    draws = [spearmanr(x[i], y[i]).statistic for i in index if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0]
+    assert rho == pytest.approx(spearmanr(x, y).statistic)
+    assert (low, high) == pytest.approx((np.percentile(draws, 2.5), np.percentile(draws, 97.5)))
