@@ -594,10 +594,10 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as error:  # click usage errors arrive here in non-standalone mode
+    except Exception as error:  # usage errors (click's, or typer's vendored click's) arrive here in non-standalone mode
         import click
 
-        if isinstance(error, click.ClickException):
+        if isinstance(error, (click.ClickException, typer.TyperException)) and hasattr(error, "show"):
             error.show()
             sys.exit(2)
         raise

@@ -127,3 +127,9 @@ def test_bad_train_option_is_one_sentence() -> None:
     result = harness("train", "--recipe", "lora_r8", "--task", "glue_sst2", "--precision", "fp16")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: Option --precision: Input should be 'auto', 'fp32' or 'bf16'; got 'fp16'."
+
+
+def test_an_out_of_range_option_is_a_usage_error_not_a_traceback() -> None:
+    result = harness("run", "--task", "resume_json", "--batch-size", "0")
+    assert result.returncode == 2
+    assert "Invalid value for '--batch-size'" in result.stderr and "Traceback" not in result.stderr
