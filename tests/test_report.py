@@ -21,7 +21,6 @@ from harness.report.leaderboard import (
     best_values,
     collect_rows,
     metric_order,
-    normalised_scores,
     overall,
     task_boards,
     win_rates,
@@ -62,7 +61,6 @@ def test_win_rate_counts_ties_half_and_skips_failed_rows() -> None:
     board = _board(_row("base", 0.5), _row("a", 0.7), _row("b", 0.7), _row("c", None, status="failed"))
     rates = win_rates(board)
     assert rates == {("m", "base"): 0.0, ("m", "a"): 0.75, ("m", "b"): 0.75}
-    assert normalised_scores(board) == {("m", "base"): 0.0, ("m", "a"): 1.0, ("m", "b"): 1.0}
 
 
 def test_overall_averages_win_rates_over_tasks() -> None:
@@ -72,13 +70,14 @@ def test_overall_averages_win_rates_over_tasks() -> None:
     rows = {row.adapter: row for row in overall([first, second])}
     assert rows["a"].mean_win_rate == pytest.approx(0.5)
     assert rows["base"].mean_win_rate == pytest.approx(0.5)
-    assert rows["a"].normalised == {"t": 1.0, "u": 0.0}
+    assert {task: v.value for task, v in rows["a"].values.items()} == {"t": 0.9, "u": 0.2}  # raw values, not min-max
+    assert rows["a"].deltas == {"t": pytest.approx(0.8), "u": pytest.approx(-0.6)}
 
 
-def test_best_marks_highest_metric_and_lowest_cost_with_ties() -> None:
+def test_best_marks_lowest_cost_with_ties_and_leaves_metrics_to_tiers() -> None:
     board = _board(_row("a", 0.9, params=100), _row("b", 0.9, params=50), _row("c", 0.2, params=10, status="failed"))
     best = best_values(board)
-    assert best["accuracy"] == {("m", "a"), ("m", "b")}
+    assert "accuracy" not in best  # metric columns get significance tiers, not a star on a point estimate
     assert best["trainable_params"] == {("m", "b")}  # the failed row's tiny cost does not count
 
 
@@ -189,13 +188,18 @@ def test_report_folder_has_every_page_and_one_plotly(demo: DemoRun, report: Path
             assert (page.parent / src).resolve().is_file(), f"{page}: {src}"
 
 
-def test_task_leaderboard_rows_best_marks_and_failure_reason(report: Path) -> None:
+def test_task_leaderboard_rows_tiers_and_failure_reason(report: Path) -> None:
     text = (report / task_page("resume_json")).read_text(encoding="utf-8")
-    rows = re.findall(r'<tr class="status-(\w+)" data-adapter="([^"]+)"', text)
+    rows = re.findall(r'<tr class="status-(\w+)[^"]*" data-adapter="([^"]+)"', text)
     assert rows == [("done", "base"), ("done", "ia3"), ("done", "lora_r4"), ("done", "lora_r8"), ("done", "lora_r16"), ("failed", "lora_r32")]
     assert "trained for another base" in text
     assert text.count('class="plotly-graph-div"') == 3  # rank curve and two Pareto plots
-    assert re.search(r'class="num metric best">\s*<b>1.000</b>', text)
+    board_rows = re.findall(r'<tr class="status-[^"]*" data-adapter="([^"]+)".*?</tr>', text, re.S)
+    tiers = {m.group(1): re.search(r'significance tier (\d+)', m.group(0)) for m in re.finditer(r'<tr class="status-[^"]*" data-adapter="([^"]+)".*?</tr>', text, re.S)}
+    assert len(board_rows) == 6 and tiers["lora_r16"] and tiers["lora_r16"].group(1) == "1"
+    assert tiers["lora_r32"] is None  # a failed row has no tier
+    assert 'id="pairwise"' in text and "McNemar" in text
+    assert 'class="badge incomplete"' in text  # the failed row is not a final result
 
 
 def test_injected_markup_is_escaped_everywhere(report: Path) -> None:
@@ -230,15 +234,24 @@ def test_exports_csv_json_markdown(report: Path) -> None:
     assert [line["adapter"] for line in failed] == ["lora_r32"] and "another base" in failed[0]["error"]
     r16 = next(line for line in lines if line["task"] == "resume_json" and line["adapter"] == "lora_r16")
     assert float(r16["field_f1"]) == 1.0 and r16["field_f1_low"] != "" and float(r16["latency_p50"]) > 0
+    assert r16["tier"] == "1" and r16["n_examples"] == "4" and r16["json_valid_interval"] == "wilson"
+    sst2_base = next(line for line in lines if line["task"] == "glue_sst2" and line["adapter"] == "base")
+    assert "majority-class rate" in sst2_base["flags"]
 
     export = LeaderboardExport.model_validate_json((report / "leaderboard.json").read_text(encoding="utf-8"))
     assert export.runs == [RUN_ID] and [t.task for t in export.tasks] == ["glue_sst2", "resume_json", "resume_json_real"]
-    assert export.overall[0].adapter == "lora_r16" and export.overall[0].mean_win_rate == 1.0
+    # on 4-6 examples no difference is significant against lora_r8 on sst2, so ties count half
+    assert export.overall[0].adapter == "lora_r16" and export.overall[0].tiers == {"glue_sst2": 1, "resume_json": 1, "resume_json_real": 1}
+    r16_json = next(row for row in export.tasks[1].rows if row.adapter == "lora_r16")
+    assert r16_json.tier == 1 and r16_json.metrics["json_valid"].interval == "wilson" and r16_json.metrics["json_valid"].n == 4
+    assert r16_json.metrics["json_valid"].low < 1.0  # Wilson: 4/4 right is not certainty
+    assert r16_json.metrics["field_f1"].delta_vs_base == 1.0
+    assert len(export.tasks[1].pairs) == 10  # five finished rows, every pair
     schema = json.loads((report / "leaderboard.schema.json").read_text(encoding="utf-8"))
     assert "mean_win_rate" in json.dumps(schema)
 
     markdown = (report / "leaderboard.md").read_text(encoding="utf-8")
-    assert "### resume_json" in markdown and "| lora_r16 | LORA | 16 |" in markdown
+    assert "### resume_json" in markdown and "| 1 | lora_r16 | LoRA | 16 | 4 |" in markdown and "McNemar" in markdown
     assert "<img" not in markdown and "&lt;img" in markdown
 
 
