@@ -166,6 +166,7 @@ def run(
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Accept pickled adapter_model.bin weights.")] = False,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
     spectral: Annotated[bool, typer.Option("--spectral", help="Also store spectral diagnostics of each adapter.")] = False,
+    cost_profile: Annotated[bool, typer.Option("--cost-profile/--no-cost-profile", help="Measure each adapter's latency (batch 1) and throughput alone on 4 probe prompts (once per weights and settings).")] = True,
     executor: Annotated[str, typer.Option(help="local (this process) or ray (one worker per GPU, else per CPU; needs the ray extra).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local Ray instance).")] = None,
     store: StoreOption = None,
@@ -202,6 +203,7 @@ def run(
         prompt=prompt,
         seed=seed,
         spectral=spectral,
+        cost_profile=cost_profile,
     )
     _execute_and_print(spec, store, include_path or [], executor, ray_address)
 

@@ -165,6 +165,8 @@ class RunSpec(Frozen):
     prompt: str | None = None
     seed: int = 0
     spectral: bool = False
+    # measure each adapter's latency (batch 1) and throughput (full batch) alone on a probe set
+    cost_profile: bool = True
 
 
 def stable_hash(payload: Any) -> str:

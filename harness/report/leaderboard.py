@@ -29,7 +29,7 @@ import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -70,10 +70,10 @@ COST_COLUMNS: tuple[Column, ...] = (
     Column("adapter_bytes", "adapter size", "lower"),
 )
 TIMING_COLUMNS: tuple[Column, ...] = (
-    Column("latency_p50", "latency p50 (s)", "lower"),
-    Column("latency_p95", "latency p95 (s)", "lower"),
-    Column("tokens_per_s", "tokens/s", "higher"),
-    Column("examples_per_s", "examples/s", "higher"),
+    Column("latency_p50", "latency p50 (s), batch 1", "lower"),
+    Column("latency_p95", "latency p95 (s), batch 1", "lower"),
+    Column("tokens_per_s", "tokens/s, full batch", "higher"),
+    Column("examples_per_s", "examples/s, full batch", "higher"),
     Column("peak_memory_bytes", "peak memory", "lower"),
     Column("mfu", "MFU", "higher"),
 )
@@ -111,6 +111,8 @@ class LeaderboardRow:
     flags: tuple[Flag, ...] = ()
     run_status: str | None = None
     shared_batch_seconds: float | None = None  # the wall time of the mixed batches the cell ran in
+    # "isolated": latency/throughput from the adapter's own cost profile; "shared batch": from its batches
+    cost_source: str = "shared batch"
 
     @property
     def is_base(self) -> bool:
@@ -265,8 +267,24 @@ def _flags(store: Store, cell: CellRow, metrics: dict[str, MetricValue]) -> tupl
     return tuple(degenerate_flags([p.prediction for p in predictions], gold, metrics))
 
 
-def _row(store: Store, cell: CellRow, scores: dict[str, dict[str, float]], run_status: str | None) -> LeaderboardRow:
+def _cost(store: Store, cell: CellRow) -> tuple[dict[str, Any], str]:
+    """Latency and throughput of the cell: its isolated cost profile when one was measured, else the
+    timing inside its (possibly shared, mixed-adapter) batches, which is per batch, not per adapter."""
     timing = store.timing(cell.cell_id) or {}
+    profile = store.cell_cost_profile(cell.cell_id)
+    if profile is None:
+        return timing, "shared batch"
+    return {
+        **timing,
+        "latency_p50": profile.get("latency_p50"),
+        "latency_p95": profile.get("latency_p95"),
+        "examples_per_s": profile.get("throughput_examples_per_s"),
+        "generated_tokens_per_s": profile.get("throughput_tokens_per_s"),
+    }, "isolated"
+
+
+def _row(store: Store, cell: CellRow, scores: dict[str, dict[str, float]], run_status: str | None) -> LeaderboardRow:
+    timing, cost_source = _cost(store, cell)
     done = cell.status == "done"
     metrics, kinds = _honest_metrics(store.metrics(cell.cell_id), scores) if done else ({}, {})
     is_base = cell.adapter is None
@@ -299,6 +317,7 @@ def _row(store: Store, cell: CellRow, scores: dict[str, dict[str, float]], run_s
         flags=_flags(store, cell, metrics) if done else (),
         run_status=run_status,
         shared_batch_seconds=_number(timing.get("wall_seconds")),
+        cost_source=cost_source,
     )
 
 
@@ -376,17 +395,22 @@ def best_values(board: TaskBoard) -> dict[str, set[tuple[str, str]]]:
     """For each cost or timing column with a direction, the rows (of finished cells) that hold its best value.
 
     Metric columns get significance tiers instead (significance.py): a lone best point value over
-    overlapping intervals would claim more than the data shows.
+    overlapping intervals would claim more than the data shows. Timing columns are only compared
+    between rows with an isolated cost profile: numbers from shared batches rank batch membership.
     """
     directions: dict[str, Direction] = {c.key: c.direction for c in (*COST_COLUMNS, *TIMING_COLUMNS) if c.direction}
+    timing = {c.key for c in TIMING_COLUMNS}
     best: dict[str, set[tuple[str, str]]] = {}
     done = [row for row in board.rows if row.status == "done"]
     for column, direction in directions.items():
-        values = [(row.value(column), row.key) for row in done]
+        rows = [row for row in done if row.cost_source == "isolated"] if column in timing else done
+        values = [(row.value(column), row.key) for row in rows]
         present = [(value, key) for value, key in values if value is not None]
         if len(present) < 2:  # a single value is not "the best" of anything
             continue
         target = max(v for v, _ in present) if direction == "higher" else min(v for v, _ in present)
+        if direction == "higher" and target <= 0:
+            continue  # no star on "0.0 tokens/s"
         best[column] = {key for value, key in present if value == target}
     return best
 
@@ -540,6 +564,7 @@ class RowExport(BaseModel):
     tokens_per_s: float | None = Field(description="generated tokens per second (null when all predictions were cached)")
     examples_per_s: float | None
     shared_batch_seconds: float | None = Field(description="wall time of the (possibly mixed-adapter) batches the cell ran in")
+    cost_source: str = Field(description="'isolated': latency at batch 1 and throughput at a full batch measured for this adapter alone on a probe set; 'shared batch': measured inside the cell's batches")
     peak_memory_bytes: int | None
     mfu: float | None = Field(description="model FLOPs utilisation, 0-1")
     best: list[str] = Field(description="the cost/timing columns in which this row holds the task's best value")
@@ -629,7 +654,7 @@ def _row_export(board: TaskBoard, row: LeaderboardRow) -> RowExport:
         n_examples=row.n_examples, tier=board.tier(row), p_vs_best=versus_best.p_adjusted if versus_best else None,
         flags=[flag.text for flag in row.flags], metrics=metrics, latency_p50=row.latency_p50,
         latency_p95=row.latency_p95, tokens_per_s=row.tokens_per_s, examples_per_s=row.examples_per_s,
-        shared_batch_seconds=row.shared_batch_seconds, peak_memory_bytes=row.peak_memory_bytes, mfu=row.mfu,
+        shared_batch_seconds=row.shared_batch_seconds, cost_source=row.cost_source, peak_memory_bytes=row.peak_memory_bytes, mfu=row.mfu,
         best=best, run_id=row.run_id, cell_id=row.cell_id,
     )  # fmt: skip
 
@@ -644,7 +669,7 @@ def json_schema() -> str:
 
 CSV_FACTS = ("task", "split", "base", "adapter", "method", "method_name", "rank", "trainable_params", "adapter_bytes",
              "status", "incomplete", "error", "n_examples")  # fmt: skip
-CSV_TIMING = ("latency_p50", "latency_p95", "tokens_per_s", "examples_per_s", "shared_batch_seconds", "peak_memory_bytes",
+CSV_TIMING = ("cost_source", "latency_p50", "latency_p95", "tokens_per_s", "examples_per_s", "shared_batch_seconds", "peak_memory_bytes",
               "mfu", "run_id", "cell_id")  # fmt: skip
 CSV_METRIC_SUFFIXES = ("", "_low", "_high", "_interval", "_delta_vs_base")
 
@@ -703,7 +728,8 @@ def _markdown_metric(row: LeaderboardRow, name: str) -> str:
 
 
 def _markdown_flags(row: LeaderboardRow) -> str:
-    marks = [f"⚑ {flag.text}" for flag in row.flags] + (["incomplete"] if row.incomplete else [])
+    marks = ([row.description] if row.description else []) + [f"⚑ {flag.text}" for flag in row.flags]
+    marks += ["incomplete"] if row.incomplete else []
     return "; ".join(marks)
 
 
