@@ -139,12 +139,31 @@ def test_figure_text_is_escaped() -> None:
 def test_spectral_heatmap_orders_layers_and_adapters() -> None:
     records = [{"record": "layer", "layer": f"model.layers.{i}.self_attn.q_proj", "stable_rank": float(i), "primary": True} for i in (10, 2)]
     spectra = [figures.AdapterSpectrum("r8", "LORA", 8, records), figures.AdapterSpectrum("r4", "LORA", 4, records[:1])]
+    records.append({"record": "layer", "layer": "model.layers.2.self_attn.v_proj", "stable_rank": 5.0, "primary": True})
     fig = figures.spectral_heatmap(spectra, "stable_rank")
     assert fig is not None
-    heatmap = fig.data[0]
-    assert list(heatmap.x) == ["2.q_proj", "10.q_proj"] and list(heatmap.y) == ["r4", "r8"]
-    assert list(heatmap.z[0]) == [None, 10.0]
+    # one panel per module type, transformer blocks (numbers, in order) as columns
+    assert [a.text for a in fig.layout.annotations] == ["q_proj", "v_proj"]
+    q_panel, v_panel = fig.data
+    assert list(q_panel.x) == [2, 10] and list(q_panel.y) == ["r4", "r8"]
+    assert list(q_panel.z[0]) == [None, 10.0] and list(v_panel.z[1]) == [5.0, None]
     assert figures.spectral_heatmap(spectra, "relative_update") is None  # nothing to draw
+    single = figures.spectral_heatmap(spectra[:1], "stable_rank")  # one adapter: modules as rows
+    assert single is not None and list(single.data[0].y) == ["q_proj", "v_proj"] and list(single.data[0].x) == [2, 10]
+
+
+def test_singular_value_decay_and_effective_rank_plots() -> None:
+    def layer(block: int, values: list[float]) -> dict[str, object]:
+        return {"record": "layer", "layer": f"model.layers.{block}.self_attn.q_proj", "module": "q_proj", "primary": True,
+                "stable_rank": 1.0, "effective_rank": float(len(values)) - 0.5, "singular_values": json.dumps(values)}
+    spectra = [figures.AdapterSpectrum("r4", "LoRA", 4, [layer(0, [4.0, 2.0, 1.0, 0.5]), layer(1, [2.0, 2.0, 0.2, 0.2])])]
+    decay = figures.singular_value_decay(spectra)
+    assert decay is not None
+    assert list(decay.data[0].x) == [1, 2, 3, 4]
+    assert list(decay.data[0].y) == pytest.approx([1.0, 0.75, 0.175, 0.1125])  # medians of σ_i/σ_1 over layers
+    ranks = figures.effective_rank_plot(spectra)
+    assert ranks is not None and list(ranks.data[0].y) == [3.5, 3.5] and list(ranks.data[1].y) == [4]
+    assert figures.singular_value_decay([figures.AdapterSpectrum("ia3", "IA3", None, [])]) is None
 
 
 def test_word_diff_marks_added_and_removed_words() -> None:

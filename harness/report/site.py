@@ -389,6 +389,8 @@ def _spectra(store: Store, rows: Sequence[LeaderboardRow]) -> list[figures.Adapt
 
 def _spectral_figures(spectra: Sequence[figures.AdapterSpectrum], prefix: str) -> list[Figure]:
     return _present(
+        _figure(figures.singular_value_decay(spectra), f"{prefix}-decay"),
+        _figure(figures.effective_rank_plot(spectra), f"{prefix}-effective-rank"),
         _figure(figures.spectral_heatmap(spectra, "stable_rank"), f"{prefix}-stable-rank"),
         _figure(figures.spectral_heatmap(spectra, "relative_update"), f"{prefix}-relative-update"),
         _figure(figures.intruder_bars(spectra), f"{prefix}-intruders"),
