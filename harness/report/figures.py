@@ -25,16 +25,19 @@ if TYPE_CHECKING:
 
 PLOTLY_JS = "plotly.min.js"
 # One colour per PEFT method, stable across pages; unknown methods cycle through the rest.
+# Keys are the labels of harness.report.rows.method_label (QLoRA, DoRA and rsLoRA are methods of their own).
 METHOD_COLOURS: dict[str, str] = {
     "base": "#7f7f7f",
-    "LORA": "#1f77b4",
-    "DORA": "#ff7f0e",
-    "QLORA": "#2ca02c",
+    "LoRA": "#1f77b4",
+    "DoRA": "#ff7f0e",
+    "QLoRA": "#2ca02c",
     "IA3": "#d62728",
-    "PROMPT_TUNING": "#9467bd",
-    "LOHA": "#8c564b",
-    "LOKR": "#e377c2",
-    "ADALORA": "#bcbd22",
+    "prompt tuning": "#9467bd",
+    "LoHa": "#8c564b",
+    "LoKr": "#e377c2",
+    "AdaLoRA": "#bcbd22",
+    "rsLoRA": "#17becf",
+    "VeRA": "#aec7e8",
 }
 SPARE_COLOURS = ("#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896")
 # Training curves colour adapters, not methods: a qualitative palette with distinct neighbours.
@@ -49,7 +52,7 @@ def esc(text: object) -> str:
 
 
 def method_of(row: LeaderboardRow) -> str:
-    return "base" if row.is_base else (row.method or "unknown")
+    return row.method_name
 
 
 def colour(method: str) -> str:
@@ -312,7 +315,10 @@ def spectral_heatmap(spectra: Sequence[AdapterSpectrum], value: str) -> go.Figur
     if len(ordered) == 1:
         return _module_heatmap(ordered[0], value, modules)
     blocks = sorted({b for s in ordered for r in s.layers(value) if (b := block_of(str(r["layer"]))) is not None})
-    fig = make_subplots(rows=len(modules), cols=1, shared_xaxes=True, vertical_spacing=min(0.08, 0.3 / len(modules)),
+    panel = 40 + 22 * len(ordered)  # pixels per module panel
+    gap = 45  # pixels between panels, room for the next panel's title
+    height = max(260, 140 + len(modules) * panel + (len(modules) - 1) * gap)
+    fig = make_subplots(rows=len(modules), cols=1, shared_xaxes=True, vertical_spacing=gap / (height - 135),
                         subplot_titles=[esc(m) for m in modules])  # fmt: skip
     labels = [esc(s.label) for s in ordered]
     for index, module in enumerate(modules, start=1):
@@ -327,7 +333,6 @@ def spectral_heatmap(spectra: Sequence[AdapterSpectrum], value: str) -> go.Figur
         fig.update_yaxes(type="category", automargin=True, row=index, col=1)
     fig.update_xaxes(dtick=max(1, len(blocks) // 12) if blocks else None, title_text="transformer block", row=len(modules), col=1)
     fig.update_layout(coloraxis=dict(colorscale="Viridis", colorbar=dict(title=esc(value.replace("_", " ")))))
-    height = max(260, 90 + len(modules) * (40 + 22 * len(ordered)))
     return _layout(fig, f"{value.replace('_', ' ')} per layer, by module", "", "", height)
 
 
@@ -381,7 +386,7 @@ def singular_value_decay(spectra: Sequence[AdapterSpectrum]) -> go.Figure | None
         ))  # fmt: skip
     if not fig.data:
         return None
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(type="log", dtick=1, exponentformat="power")  # ticks at decades only
     return _layout(fig, "singular-value decay (median over layers)", "singular value index i", "σ_i / σ_1")
 
 
