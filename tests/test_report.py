@@ -310,3 +310,20 @@ def test_task_unknown_to_the_registry_shows_scores_but_no_text(tmp_path: Path) -
     text = page.read_text(encoding="utf-8")
     assert "only its scores are shown" in text and "accuracy = <b>1.000</b>" in text
     assert "Jane Doe" not in text
+
+
+def test_short_labels_drop_the_shared_folder_prefix() -> None:
+    labels = ["minilm-l6/glue_sst2/lora_r1", "minilm-l6/glue_sst2/lora_r16", "minilm-l6/glue_mrpc/lora_r8"]
+    assert figures.short_labels(labels) == {
+        labels[0]: "glue_sst2/lora_r1", labels[1]: "glue_sst2/lora_r16", labels[2]: "glue_mrpc/lora_r8",
+    }
+    assert figures.short_labels(["zoo/x/lora_r1"]) == {"zoo/x/lora_r1": "lora_r1"}
+    assert figures.short_labels(["a", "b"]) == {"a": "a", "b": "b"}
+
+
+def test_training_curves_show_one_legend_entry_per_adapter_below_the_plot() -> None:
+    curves = [figures.LossCurve(name, split, (0.0, 10.0), (2.0, 1.0)) for name in ("z/r1", "z/r8") for split in ("train", "dev")]
+    fig = figures.training_curves(curves)
+    assert fig is not None
+    assert [t.name for t in fig.data if t.showlegend] == ["r1", "r8"]
+    assert fig.layout.legend.yref == "container" and fig.layout.margin.b >= 80  # room below the axis title

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import html
 import json
+import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +53,17 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+def short_labels(labels: Sequence[str]) -> dict[str, str]:
+    """Labels without the folder prefix they all share ('zoo/sst2/lora_r1', 'zoo/sst2/lora_r8' -> 'lora_r1', 'lora_r8'),
+    so legends and ticks stay short; a single label keeps only its last part."""
+    unique = list(dict.fromkeys(labels))
+    if len(unique) == 1:
+        return {unique[0]: unique[0].rstrip("/").rsplit("/", 1)[-1] or unique[0]}
+    prefix = os.path.commonprefix(unique)
+    cut = prefix.rfind("/") + 1
+    return {label: label[cut:] or label for label in unique}
+
+
 def method_of(row: LeaderboardRow) -> str:
     return row.method_name
 
@@ -61,20 +74,28 @@ def colour(method: str) -> str:
     return SPARE_COLOURS[sum(map(ord, method)) % len(SPARE_COLOURS)]
 
 
+def _legend_rows(fig: go.Figure) -> int:
+    """Rows a horizontal legend below the plot needs (two entries a row: names are often long)."""
+    entries = [t for t in fig.data if t.showlegend is not False and t.type not in ("heatmap",)]
+    return 0 if len(entries) < 2 else math.ceil(len(entries) / 2)
+
+
 def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:
+    rows = _legend_rows(fig)
     fig.update_layout(
         title=dict(text=esc(title), x=0.01, font=dict(size=14)),
         xaxis_title=esc(x_title),
         yaxis_title=esc(y_title),
-        height=height,
-        margin=dict(l=60, r=20, t=45, b=90),
+        height=height + 20 * rows,
+        margin=dict(l=60, r=20, t=45, b=60 + 20 * rows),
         font=FONT,
         # "plotly_white" is deep-copied into every figure (0.2 s each); these few settings look the same
         template="none",
         paper_bgcolor="white",
         plot_bgcolor="white",
-        # below the plot: a legend above it covered the title and, with many adapters, the curves
-        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0),
+        # at the bottom of the figure, in a margin sized for it: above the plot it covered the title
+        # and, with many adapters, the curves; just below the axis it covered the axis title
+        legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, xanchor="left", x=0),
     )
     fig.update_xaxes(gridcolor=GRID, zerolinecolor=GRID, linecolor="#bbb", automargin=True)
     fig.update_yaxes(gridcolor=GRID, zerolinecolor=GRID, linecolor="#bbb", automargin=True)
@@ -320,7 +341,8 @@ def spectral_heatmap(spectra: Sequence[AdapterSpectrum], value: str) -> go.Figur
     height = max(260, 140 + len(modules) * panel + (len(modules) - 1) * gap)
     fig = make_subplots(rows=len(modules), cols=1, shared_xaxes=True, vertical_spacing=gap / (height - 135),
                         subplot_titles=[esc(m) for m in modules])  # fmt: skip
-    labels = [esc(s.label) for s in ordered]
+    short = short_labels([s.label for s in ordered])
+    labels = [esc(short[s.label]) for s in ordered]
     for index, module in enumerate(modules, start=1):
         grid = []
         for spectrum in ordered:
@@ -352,7 +374,7 @@ def _module_heatmap(spectrum: AdapterSpectrum, value: str, modules: Sequence[str
     fig.update_yaxes(type="category")
     fig.update_xaxes(dtick=max(1, len(blocks) // 12) if blocks else None)
     height = max(260, 150 + 30 * len(modules))
-    return _layout(fig, f"{esc(spectrum.label)}: {value.replace('_', ' ')} per layer", "transformer block", "module", height)
+    return _layout(fig, f"{spectrum.label}: {value.replace('_', ' ')} per layer", "transformer block", "module", height)
 
 
 def _singular_values(record: Mapping[str, Any]) -> list[float]:
@@ -370,7 +392,9 @@ def singular_value_decay(spectra: Sequence[AdapterSpectrum]) -> go.Figure | None
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for index, spectrum in enumerate(_ordered(spectra, "stable_rank")):
+    ordered = _ordered(spectra, "stable_rank")
+    short = short_labels([s.label for s in ordered])
+    for index, spectrum in enumerate(ordered):
         curves = [sv for r in spectrum.layers("stable_rank") if (sv := _singular_values(r)) and sv[0] > 0]
         if not curves:
             continue
@@ -380,7 +404,7 @@ def singular_value_decay(spectra: Sequence[AdapterSpectrum]) -> go.Figure | None
             padded[row, : len(curve)] = np.asarray(curve) / curve[0]
         median = np.nanmedian(padded, axis=0)
         fig.add_trace(go.Scatter(
-            x=list(range(1, length + 1)), y=median.tolist(), mode="lines+markers", name=esc(spectrum.label),
+            x=list(range(1, length + 1)), y=median.tolist(), mode="lines+markers", name=esc(short[spectrum.label]),
             line=dict(color=CURVE_COLOURS[index % len(CURVE_COLOURS)]),
             hovertemplate=esc(spectrum.label) + "<br>σ%{x}/σ1 = %{y:.3g} (median over layers)<extra></extra>",
         ))  # fmt: skip
@@ -396,9 +420,11 @@ def effective_rank_plot(spectra: Sequence[AdapterSpectrum]) -> go.Figure | None:
 
     fig = go.Figure()
     nominal_x, nominal_y = [], []
-    for spectrum in _ordered(spectra, "effective_rank"):
+    ordered = _ordered(spectra, "effective_rank")
+    short = short_labels([s.label for s in ordered])
+    for spectrum in ordered:
         values = [float(r["effective_rank"]) for r in spectrum.layers("effective_rank")]
-        label = esc(spectrum.label)
+        label = esc(short[spectrum.label])
         fig.add_trace(go.Box(y=values, name=label, boxpoints="all", jitter=0.4, pointpos=0, marker=dict(size=4),
                              line=dict(color=colour(spectrum.method or "unknown")), showlegend=False))  # fmt: skip
         if spectrum.rank:
@@ -424,9 +450,10 @@ def intruder_bars(spectra: Sequence[AdapterSpectrum]) -> go.Figure | None:
             counted.append((spectrum, sum(int(v) for v in values)))
     if not counted:
         return None
+    short = short_labels([s.label for s, _ in counted])
     fig = go.Figure(
         go.Bar(
-            x=[esc(s.label) for s, _ in counted],
+            x=[esc(short[s.label]) for s, _ in counted],
             y=[total for _, total in counted],
             marker_color=[colour(s.method or "unknown") for s, _ in counted],
             hovertemplate="%{x}: %{y} intruder dimensions<extra></extra>",
@@ -459,6 +486,9 @@ def training_curves(curves: Sequence[LossCurve], title: str = "training curves")
         return None
     fig = go.Figure()
     adapters = sorted({curve.adapter for curve in curves})
+    short = short_labels(adapters)
+    several = len(adapters) > 1
+    shown: set[str] = set()
     for curve in curves:
         index = adapters.index(curve.adapter)
         fig.add_trace(
@@ -466,12 +496,17 @@ def training_curves(curves: Sequence[LossCurve], title: str = "training curves")
                 x=list(curve.steps),
                 y=list(curve.losses),
                 mode="lines+markers" if curve.split != "train" else "lines",
-                name=esc(f"{curve.adapter} {curve.split}" if len(adapters) > 1 else curve.split),
-                line=dict(color=CURVE_COLOURS[index % len(CURVE_COLOURS)] if len(adapters) > 1 else None,
+                # several adapters: one legend entry each (line style tells train from dev)
+                name=esc(short[curve.adapter] if several else curve.split),
+                legendgroup=esc(curve.adapter),
+                showlegend=not several or curve.adapter not in shown,
+                hovertemplate=esc(f"{short[curve.adapter]} {curve.split}") + "<br>step %{x}: loss %{y:.3f}<extra></extra>",
+                line=dict(color=CURVE_COLOURS[index % len(CURVE_COLOURS)] if several else None,
                           dash="dot" if curve.split != "train" else "solid"),
             )
         )
-    return _layout(fig, title, "step", "loss")
+        shown.add(curve.adapter)
+    return _layout(fig, f"{title} (solid: train, dotted: dev)" if several else title, "step", "loss")
 
 
 # ---------------------------------------------------------------------------- output
