@@ -327,3 +327,36 @@ def test_training_curves_show_one_legend_entry_per_adapter_below_the_plot() -> N
     assert fig is not None
     assert [t.name for t in fig.data if t.showlegend] == ["r1", "r8"]
     assert fig.layout.legend.yref == "container" and fig.layout.margin.b >= 80  # room below the axis title
+
+
+def test_board_says_when_rows_were_scored_on_different_examples_or_bases() -> None:
+    from dataclasses import replace
+
+    same = _board(_row("base", 0.5), _row("a", 0.7))
+    assert same.notes == []
+    other_n = replace(_row("a", 0.7), n_examples=32)
+    other_base = replace(_row("b", 0.6), base="other-model")
+    board = _board(_row("base", 0.5), other_n, other_base)
+    assert any("different example sets (n = 10, 32)" in note for note in board.notes)
+    assert any("several base models" in note for note in board.notes)
+    assert board.name(other_base) == "other-model / b" and board.name(other_n) == "m / a"
+    assert board.delta(other_n, "accuracy") == pytest.approx(0.2) and board.delta(other_base, "accuracy") is None
+
+
+def test_method_labels_tell_qlora_dora_and_rslora_from_lora(tmp_path: Path) -> None:
+    from harness.report.rows import base_description, method_label
+
+    for name, config, card, expected in (
+        ("q", {"use_dora": False}, {"load_in_4bit": True}, "QLoRA"),
+        ("d", {"use_dora": True}, {}, "DoRA"),
+        ("rs", {"use_rslora": True}, {}, "rsLoRA"),
+        ("plain", {}, {}, "LoRA"),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", **config}), encoding="utf-8")
+        (folder / "card.json").write_text(json.dumps(card), encoding="utf-8")
+        assert method_label("LORA", str(folder)) == expected
+    assert method_label("LOHA", None) == "LoHa" and method_label("VERA", None) == "VeRA"
+    assert method_label(None, None) == "base"
+    assert "untrained classification head" in base_description("classify", "minilm-l6")
