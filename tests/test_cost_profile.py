@@ -19,8 +19,10 @@ from harness.zoo.adapters import resolve_adapters
 @pytest.fixture()
 def tasks_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "tasks"
-    make_task(folder, GEN_TASK, 6)
-    make_task(folder, CLS_TASK, 6)
+    # the sizes test_runner uses: a task's rows module is imported once per process, so other sizes here
+    # would leak into the runner tests that follow in the same session
+    make_task(folder, GEN_TASK, 12)
+    make_task(folder, CLS_TASK, 10)
     monkeypatch.setenv("HARNESS_TASKS_PATH", str(folder))
     return folder
 
@@ -34,7 +36,7 @@ def test_each_adapter_gets_its_own_profile_once(tiny_llama, adapter_factory, tas
     one = adapter_factory(tiny_llama, "causal", "lora", seed=1)
     two = adapter_factory(tiny_llama, "causal", "lora", seed=2)
     store = Store(tmp_path / "s.sqlite")
-    first = execute(_spec(tiny_llama, [one, two]), store)
+    first = execute(_spec(tiny_llama, [one, two], limit=6), store)
     profiles = {(o.task, o.adapter): store.cell_cost_profile(o.cell_id) for o in first.outcomes}
     assert len(profiles) == 6 and all(p is not None for p in profiles.values())  # base + 2 adapters, 2 tasks
     for (task, _), profile in profiles.items():
@@ -47,7 +49,7 @@ def test_each_adapter_gets_its_own_profile_once(tiny_llama, adapter_factory, tas
         raise AssertionError("a stored cost profile was measured again")
 
     monkeypatch.setattr(cost_profile, "measure", measured_again)
-    again = execute(_spec(tiny_llama, [one, two]).model_copy(update={"batch_size": 2}), store)
+    again = execute(_spec(tiny_llama, [one, two], limit=6).model_copy(update={"batch_size": 2}), store)
     assert [o.status for o in again.outcomes] == ["done"] * 6
 
     rows = collect_rows(store, [again.run_id])
