@@ -169,6 +169,7 @@ def run(
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
     spectral: Annotated[bool, typer.Option("--spectral", help="Also store spectral diagnostics of each adapter.")] = False,
     multi_lora: Annotated[Literal["batched", "peft"], typer.Option("--multi-lora", help="batched (LoRA adapters of a batch in 2 GEMMs per layer) or peft (PEFT's per-adapter loop); same predictions.")] = "batched",
+    cost_profile: Annotated[bool, typer.Option("--cost-profile/--no-cost-profile", help="Measure each adapter's latency (batch 1) and throughput alone on 4 probe prompts (once per weights and settings).")] = True,
     executor: Annotated[str, typer.Option(help="local (this process) or ray (one worker per GPU, else per CPU; needs the ray extra).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local Ray instance).")] = None,
     store: StoreOption = None,
@@ -225,6 +226,7 @@ def run(
         seed=seed,
         spectral=spectral,
         multi_lora=multi_lora,
+        cost_profile=cost_profile,
     )
     _execute_and_print(spec, store, include_path or [], executor, ray_address)
 

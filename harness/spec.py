@@ -179,6 +179,8 @@ class RunSpec(Frozen):
     # How mixed batches of LoRA adapters run (harness.run.multi_lora): both give the same predictions,
     # so it is not part of a prediction's key; "peft" keeps PEFT's per-adapter loop for comparison.
     multi_lora: Literal["peft", "batched"] = "batched"
+    # measure each adapter's latency (batch 1) and throughput (full batch) alone on a probe set
+    cost_profile: bool = True
 
 
 def stable_hash(payload: Any) -> str:

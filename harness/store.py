@@ -10,6 +10,8 @@ Tables
 - example_scores: per-example scores per cell (for the paired regression gate and drill-down)
 - timings:     per cell, the timing summary as JSON
 - spectra:     per adapter weights hash, per layer diagnostics as JSON
+- cost_profiles: per (base, adapter, task, settings, probe) the adapter's cost measured alone
+               (harness.diagnostics.cost_profile); the base model's adapter_hash is ''
 
 Only the process that owns the store writes to it (executors stream results back to the driver).
 """
@@ -118,6 +120,16 @@ CREATE TABLE IF NOT EXISTS spectra (
     PRIMARY KEY (adapter_hash, layer)
 );
 CREATE INDEX IF NOT EXISTS cells_by_task ON cells(task, adapter);
+CREATE TABLE IF NOT EXISTS cost_profiles (
+    base_hash TEXT NOT NULL,
+    adapter_hash TEXT NOT NULL,
+    task TEXT NOT NULL,
+    settings_json TEXT NOT NULL,
+    probe_key TEXT NOT NULL,
+    profile_json TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (base_hash, adapter_hash, task, settings_json, probe_key)
+);
 """
 
 
@@ -461,6 +473,38 @@ class Store:
     def spectra(self, adapter_hash: str) -> list[dict[str, Any]]:
         rows = self.connection.execute("SELECT record_json FROM spectra WHERE adapter_hash=? ORDER BY layer", (adapter_hash,))
         return [json.loads(row["record_json"]) for row in rows]
+
+
+    # cost profiles ------------------------------------------------------------------------
+    def set_cost_profile(
+        self, base_hash: str, adapter_hash: str | None, task: str, settings: Mapping[str, Any], probe_key: str,
+        profile: Mapping[str, Any],
+    ) -> None:
+        self.connection.execute(
+            "INSERT OR REPLACE INTO cost_profiles (base_hash, adapter_hash, task, settings_json, probe_key, profile_json, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (base_hash, adapter_hash or "", task, _db_value(dict(settings)), probe_key, json.dumps(dict(profile)), time.time()),
+        )
+
+    def cost_profile(
+        self, base_hash: str, adapter_hash: str | None, task: str, settings: Mapping[str, Any], probe_key: str
+    ) -> dict[str, Any] | None:
+        row = self.connection.execute(
+            "SELECT profile_json FROM cost_profiles WHERE base_hash=? AND adapter_hash=? AND task=? AND settings_json=?"
+            " AND probe_key=?",
+            (base_hash, adapter_hash or "", task, _db_value(dict(settings)), probe_key),
+        ).fetchone()
+        return json.loads(row["profile_json"]) if row else None
+
+    def cell_cost_profile(self, cell_id: int) -> dict[str, Any] | None:
+        """The newest cost profile measured for a cell's weights, task and settings (any probe)."""
+        row = self.connection.execute(
+            "SELECT p.profile_json FROM cells c JOIN cost_profiles p ON p.base_hash = c.base_hash"
+            " AND p.adapter_hash = COALESCE(c.adapter_hash, '') AND p.task = c.task AND p.settings_json = c.settings_json"
+            " WHERE c.cell_id = ? ORDER BY p.created DESC LIMIT 1",
+            (cell_id,),
+        ).fetchone()
+        return json.loads(row["profile_json"]) if row else None
 
 
 def _spectrum_key(index: int, record: Mapping[str, Any]) -> str:

@@ -97,7 +97,8 @@ def _spectrum(facts: AdapterFacts) -> list[dict[str, object]]:
                 "record": "layer", "layer": f"model.layers.{block}.self_attn.{module}", "module": module,
                 "rank": rank, "primary": True, "stable_rank": 1.0 + 0.3 * rank / (1 + block),
                 "spectral_norm": 0.1 * (block + 1), "relative_update": 0.002 * rank * (block + 1),
-                "intruders": (rank // 8) + (block % 2),
+                "intruders": (rank // 8) + (block % 2), "effective_rank": rank * (0.9 - 0.1 * block) + 0.1,
+                "singular_values": json.dumps([1.0 / (i + 1) ** (1 + block / 4) for i in range(rank)]),
             })  # fmt: skip
     records.append({"record": "summary", "layers": 8, "median_stable_rank": 2.0})
     return records

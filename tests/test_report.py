@@ -21,7 +21,6 @@ from harness.report.leaderboard import (
     best_values,
     collect_rows,
     metric_order,
-    normalised_scores,
     overall,
     task_boards,
     win_rates,
@@ -62,7 +61,6 @@ def test_win_rate_counts_ties_half_and_skips_failed_rows() -> None:
     board = _board(_row("base", 0.5), _row("a", 0.7), _row("b", 0.7), _row("c", None, status="failed"))
     rates = win_rates(board)
     assert rates == {("m", "base"): 0.0, ("m", "a"): 0.75, ("m", "b"): 0.75}
-    assert normalised_scores(board) == {("m", "base"): 0.0, ("m", "a"): 1.0, ("m", "b"): 1.0}
 
 
 def test_overall_averages_win_rates_over_tasks() -> None:
@@ -72,13 +70,14 @@ def test_overall_averages_win_rates_over_tasks() -> None:
     rows = {row.adapter: row for row in overall([first, second])}
     assert rows["a"].mean_win_rate == pytest.approx(0.5)
     assert rows["base"].mean_win_rate == pytest.approx(0.5)
-    assert rows["a"].normalised == {"t": 1.0, "u": 0.0}
+    assert {task: v.value for task, v in rows["a"].values.items()} == {"t": 0.9, "u": 0.2}  # raw values, not min-max
+    assert rows["a"].deltas == {"t": pytest.approx(0.8), "u": pytest.approx(-0.6)}
 
 
-def test_best_marks_highest_metric_and_lowest_cost_with_ties() -> None:
+def test_best_marks_lowest_cost_with_ties_and_leaves_metrics_to_tiers() -> None:
     board = _board(_row("a", 0.9, params=100), _row("b", 0.9, params=50), _row("c", 0.2, params=10, status="failed"))
     best = best_values(board)
-    assert best["accuracy"] == {("m", "a"), ("m", "b")}
+    assert "accuracy" not in best  # metric columns get significance tiers, not a star on a point estimate
     assert best["trainable_params"] == {("m", "b")}  # the failed row's tiny cost does not count
 
 
@@ -140,12 +139,31 @@ def test_figure_text_is_escaped() -> None:
 def test_spectral_heatmap_orders_layers_and_adapters() -> None:
     records = [{"record": "layer", "layer": f"model.layers.{i}.self_attn.q_proj", "stable_rank": float(i), "primary": True} for i in (10, 2)]
     spectra = [figures.AdapterSpectrum("r8", "LORA", 8, records), figures.AdapterSpectrum("r4", "LORA", 4, records[:1])]
+    records.append({"record": "layer", "layer": "model.layers.2.self_attn.v_proj", "stable_rank": 5.0, "primary": True})
     fig = figures.spectral_heatmap(spectra, "stable_rank")
     assert fig is not None
-    heatmap = fig.data[0]
-    assert list(heatmap.x) == ["2.q_proj", "10.q_proj"] and list(heatmap.y) == ["r4", "r8"]
-    assert list(heatmap.z[0]) == [None, 10.0]
+    # one panel per module type, transformer blocks (numbers, in order) as columns
+    assert [a.text for a in fig.layout.annotations] == ["q_proj", "v_proj"]
+    q_panel, v_panel = fig.data
+    assert list(q_panel.x) == [2, 10] and list(q_panel.y) == ["r4", "r8"]
+    assert list(q_panel.z[0]) == [None, 10.0] and list(v_panel.z[1]) == [5.0, None]
     assert figures.spectral_heatmap(spectra, "relative_update") is None  # nothing to draw
+    single = figures.spectral_heatmap(spectra[:1], "stable_rank")  # one adapter: modules as rows
+    assert single is not None and list(single.data[0].y) == ["q_proj", "v_proj"] and list(single.data[0].x) == [2, 10]
+
+
+def test_singular_value_decay_and_effective_rank_plots() -> None:
+    def layer(block: int, values: list[float]) -> dict[str, object]:
+        return {"record": "layer", "layer": f"model.layers.{block}.self_attn.q_proj", "module": "q_proj", "primary": True,
+                "stable_rank": 1.0, "effective_rank": float(len(values)) - 0.5, "singular_values": json.dumps(values)}
+    spectra = [figures.AdapterSpectrum("r4", "LoRA", 4, [layer(0, [4.0, 2.0, 1.0, 0.5]), layer(1, [2.0, 2.0, 0.2, 0.2])])]
+    decay = figures.singular_value_decay(spectra)
+    assert decay is not None
+    assert list(decay.data[0].x) == [1, 2, 3, 4]
+    assert list(decay.data[0].y) == pytest.approx([1.0, 0.75, 0.175, 0.1125])  # medians of σ_i/σ_1 over layers
+    ranks = figures.effective_rank_plot(spectra)
+    assert ranks is not None and list(ranks.data[0].y) == [3.5, 3.5] and list(ranks.data[1].y) == [4]
+    assert figures.singular_value_decay([figures.AdapterSpectrum("ia3", "IA3", None, [])]) is None
 
 
 def test_word_diff_marks_added_and_removed_words() -> None:
@@ -189,13 +207,18 @@ def test_report_folder_has_every_page_and_one_plotly(demo: DemoRun, report: Path
             assert (page.parent / src).resolve().is_file(), f"{page}: {src}"
 
 
-def test_task_leaderboard_rows_best_marks_and_failure_reason(report: Path) -> None:
+def test_task_leaderboard_rows_tiers_and_failure_reason(report: Path) -> None:
     text = (report / task_page("resume_json")).read_text(encoding="utf-8")
-    rows = re.findall(r'<tr class="status-(\w+)" data-adapter="([^"]+)"', text)
+    rows = re.findall(r'<tr class="status-(\w+)[^"]*" data-adapter="([^"]+)"', text)
     assert rows == [("done", "base"), ("done", "ia3"), ("done", "lora_r4"), ("done", "lora_r8"), ("done", "lora_r16"), ("failed", "lora_r32")]
     assert "trained for another base" in text
     assert text.count('class="plotly-graph-div"') == 3  # rank curve and two Pareto plots
-    assert re.search(r'class="num metric best">\s*<b>1.000</b>', text)
+    board_rows = re.findall(r'<tr class="status-[^"]*" data-adapter="([^"]+)".*?</tr>', text, re.S)
+    tiers = {m.group(1): re.search(r'significance tier (\d+)', m.group(0)) for m in re.finditer(r'<tr class="status-[^"]*" data-adapter="([^"]+)".*?</tr>', text, re.S)}
+    assert len(board_rows) == 6 and tiers["lora_r16"] and tiers["lora_r16"].group(1) == "1"
+    assert tiers["lora_r32"] is None  # a failed row has no tier
+    assert 'id="pairwise"' in text and "McNemar" in text
+    assert 'class="badge incomplete"' in text  # the failed row is not a final result
 
 
 def test_injected_markup_is_escaped_everywhere(report: Path) -> None:
@@ -230,15 +253,24 @@ def test_exports_csv_json_markdown(report: Path) -> None:
     assert [line["adapter"] for line in failed] == ["lora_r32"] and "another base" in failed[0]["error"]
     r16 = next(line for line in lines if line["task"] == "resume_json" and line["adapter"] == "lora_r16")
     assert float(r16["field_f1"]) == 1.0 and r16["field_f1_low"] != "" and float(r16["latency_p50"]) > 0
+    assert r16["tier"] == "1" and r16["n_examples"] == "4" and r16["json_valid_interval"] == "wilson"
+    sst2_base = next(line for line in lines if line["task"] == "glue_sst2" and line["adapter"] == "base")
+    assert "majority-class rate" in sst2_base["flags"]
 
     export = LeaderboardExport.model_validate_json((report / "leaderboard.json").read_text(encoding="utf-8"))
     assert export.runs == [RUN_ID] and [t.task for t in export.tasks] == ["glue_sst2", "resume_json", "resume_json_real"]
-    assert export.overall[0].adapter == "lora_r16" and export.overall[0].mean_win_rate == 1.0
+    # on 4-6 examples no difference is significant against lora_r8 on sst2, so ties count half
+    assert export.overall[0].adapter == "lora_r16" and export.overall[0].tiers == {"glue_sst2": 1, "resume_json": 1, "resume_json_real": 1}
+    r16_json = next(row for row in export.tasks[1].rows if row.adapter == "lora_r16")
+    assert r16_json.tier == 1 and r16_json.metrics["json_valid"].interval == "wilson" and r16_json.metrics["json_valid"].n == 4
+    assert r16_json.metrics["json_valid"].low < 1.0  # Wilson: 4/4 right is not certainty
+    assert r16_json.metrics["field_f1"].delta_vs_base == 1.0
+    assert len(export.tasks[1].pairs) == 10  # five finished rows, every pair
     schema = json.loads((report / "leaderboard.schema.json").read_text(encoding="utf-8"))
     assert "mean_win_rate" in json.dumps(schema)
 
     markdown = (report / "leaderboard.md").read_text(encoding="utf-8")
-    assert "### resume_json" in markdown and "| lora_r16 | LORA | 16 |" in markdown
+    assert "### resume_json" in markdown and "| 1 | lora_r16 | LoRA | 16 | 4 |" in markdown and "McNemar" in markdown
     assert "<img" not in markdown and "&lt;img" in markdown
 
 
@@ -278,3 +310,53 @@ def test_task_unknown_to_the_registry_shows_scores_but_no_text(tmp_path: Path) -
     text = page.read_text(encoding="utf-8")
     assert "only its scores are shown" in text and "accuracy = <b>1.000</b>" in text
     assert "Jane Doe" not in text
+
+
+def test_short_labels_drop_the_shared_folder_prefix() -> None:
+    labels = ["minilm-l6/glue_sst2/lora_r1", "minilm-l6/glue_sst2/lora_r16", "minilm-l6/glue_mrpc/lora_r8"]
+    assert figures.short_labels(labels) == {
+        labels[0]: "glue_sst2/lora_r1", labels[1]: "glue_sst2/lora_r16", labels[2]: "glue_mrpc/lora_r8",
+    }
+    assert figures.short_labels(["zoo/x/lora_r1"]) == {"zoo/x/lora_r1": "lora_r1"}
+    assert figures.short_labels(["a", "b"]) == {"a": "a", "b": "b"}
+
+
+def test_training_curves_show_one_legend_entry_per_adapter_below_the_plot() -> None:
+    curves = [figures.LossCurve(name, split, (0.0, 10.0), (2.0, 1.0)) for name in ("z/r1", "z/r8") for split in ("train", "dev")]
+    fig = figures.training_curves(curves)
+    assert fig is not None
+    assert [t.name for t in fig.data if t.showlegend] == ["r1", "r8"]
+    assert fig.layout.legend.yref == "container" and fig.layout.margin.b >= 80  # room below the axis title
+
+
+def test_board_says_when_rows_were_scored_on_different_examples_or_bases() -> None:
+    from dataclasses import replace
+
+    same = _board(_row("base", 0.5), _row("a", 0.7))
+    assert same.notes == []
+    other_n = replace(_row("a", 0.7), n_examples=32)
+    other_base = replace(_row("b", 0.6), base="other-model")
+    board = _board(_row("base", 0.5), other_n, other_base)
+    assert any("different example sets (n = 10, 32)" in note for note in board.notes)
+    assert any("several base models" in note for note in board.notes)
+    assert board.name(other_base) == "other-model / b" and board.name(other_n) == "m / a"
+    assert board.delta(other_n, "accuracy") == pytest.approx(0.2) and board.delta(other_base, "accuracy") is None
+
+
+def test_method_labels_tell_qlora_dora_and_rslora_from_lora(tmp_path: Path) -> None:
+    from harness.report.rows import base_description, method_label
+
+    for name, config, card, expected in (
+        ("q", {"use_dora": False}, {"load_in_4bit": True}, "QLoRA"),
+        ("d", {"use_dora": True}, {}, "DoRA"),
+        ("rs", {"use_rslora": True}, {}, "rsLoRA"),
+        ("plain", {}, {}, "LoRA"),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", **config}), encoding="utf-8")
+        (folder / "card.json").write_text(json.dumps(card), encoding="utf-8")
+        assert method_label("LORA", str(folder)) == expected
+    assert method_label("LOHA", None) == "LoHa" and method_label("VERA", None) == "VeRA"
+    assert method_label(None, None) == "base"
+    assert "untrained classification head" in base_description("classify", "minilm-l6")

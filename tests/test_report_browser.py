@@ -72,6 +72,19 @@ def _assert_plots_rendered(page: object) -> int:
     return page.locator(".plotly-graph-div").count()  # type: ignore[attr-defined]
 
 
+# Every visible table's width against its box: the box must not need to scroll sideways to show it.
+TABLES_FIT = """() => [...document.querySelectorAll('table')].filter(t => t.offsetParent !== null).map(t => ({
+    id: t.id || t.className, width: Math.ceil(t.getBoundingClientRect().width),
+    room: t.parentElement.clientWidth, scroll: t.parentElement.scrollWidth - t.parentElement.clientWidth}))"""
+PAGE_OVERFLOW = "() => document.documentElement.scrollWidth - window.innerWidth"
+
+
+def _assert_tables_fit(page: object) -> None:
+    for table in page.evaluate(TABLES_FIT):  # type: ignore[attr-defined]
+        assert table["width"] <= table["room"] and table["scroll"] <= 0, f"table {table['id']} is {table['width']} px wide in {table['room']} px"
+    assert page.evaluate(PAGE_OVERFLOW) <= 0  # type: ignore[attr-defined]
+
+
 def test_report_in_headless_chromium(site: str, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -93,7 +106,10 @@ def test_report_in_headless_chromium(site: str, tmp_path: Path) -> None:
             # index: the overall table and every plot drawn as SVG
             page.goto(site + "index.html")
             assert page.locator("#overall tbody tr").count() == 6
-            assert _assert_plots_rendered(page) == 4  # stable rank, relative update, intruders, training curves
+            # singular-value decay, effective rank, stable rank, relative update, intruders, training curves
+            assert _assert_plots_rendered(page) == 6
+            assert page.locator("#overall .tier").count() > 0 and "McNemar" in page.locator("#how-tiers").inner_text()
+            _assert_tables_fit(page)
             page.screenshot(path=str(tmp_path / "index.png"), full_page=True)
 
             # the task leaderboard: expected rows, the failure and its reason, sorting by a header
@@ -101,10 +117,27 @@ def test_report_in_headless_chromium(site: str, tmp_path: Path) -> None:
             assert _adapter_order(page) == ["base", "ia3", "lora_r4", "lora_r8", "lora_r16", "lora_r32"]
             assert "trained for another base" in page.locator("tr.status-failed").inner_text()
             assert _assert_plots_rendered(page) == 3
-            page.click("#leaderboard th:has-text('field_f1')")
+            # tiers: every finished row has one, the best row is in tier 1, the failed row has none
+            tiers = page.eval_on_selector_all("#leaderboard tbody tr", "rows => rows.map(r => (r.querySelector('.tier') || {}).textContent || null)")
+            assert tiers[4] == "1" and tiers[5] is None and all(t is not None for t in tiers[:5])
+            assert page.locator("#pairwise tbody tr").count() == 5
+            assert page.locator("tr[data-adapter='lora_r32'] .badge.incomplete").count() == 1
+            _assert_tables_fit(page)  # with per-field and cost columns collapsed, the board fits 1400 px
+            page.click("#leaderboard th:text-is('field_f1')")
             assert _adapter_order(page) == ["base", "lora_r4", "ia3", "lora_r8", "lora_r16", "lora_r32"]
-            page.click("#leaderboard th:has-text('field_f1')")
+            page.click("#leaderboard th:text-is('field_f1')")
             assert _adapter_order(page) == ["lora_r16", "lora_r8", "ia3", "lora_r4", "base", "lora_r32"]
+            # the filter and the collapsible column groups
+            page.select_option("select[data-filter='method']", "IA3")
+            assert page.locator("#leaderboard tbody tr:not([hidden])").count() == 1
+            page.select_option("select[data-filter='method']", "")
+            page.select_option("select[data-filter='rank']", "8")
+            assert page.eval_on_selector_all("#leaderboard tbody tr:not([hidden])", "rows => rows.map(r => r.dataset.adapter)") == ["lora_r8"]
+            page.select_option("select[data-filter='rank']", "")
+            assert not page.locator("#leaderboard th:text-is('f1_name')").is_visible()
+            page.check("input[data-toggle='fields']")
+            assert page.locator("#leaderboard th:text-is('f1_name')").is_visible()
+            page.uncheck("input[data-toggle='fields']")
             assert page.evaluate("window.__pwned") is None  # the error message's <img onerror> stayed text
             page.screenshot(path=str(tmp_path / "task.png"), full_page=True)
 
@@ -121,6 +154,14 @@ def test_report_in_headless_chromium(site: str, tmp_path: Path) -> None:
             page.select_option("#compare", label="lora_r16")
             assert page.locator("article.example:not([hidden])").count() == 4  # r16 is perfect, r4 is not anywhere
             page.screenshot(path=str(tmp_path / "examples.png"), full_page=True)
+
+            # a phone: nothing makes the page wider than the screen (wide tables scroll in their box)
+            page.set_viewport_size({"width": 390, "height": 844})
+            for path in ("index.html", task_page("resume_json"), task_page("glue_sst2")):
+                page.goto(site + path)
+                _assert_plots_rendered(page)
+                assert page.evaluate(PAGE_OVERFLOW) <= 0, f"{path} overflows a 390 px screen"
+            page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
         finally:
             context.close()
     assert problems == [], problems

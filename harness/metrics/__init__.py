@@ -1,4 +1,4 @@
-"""Metrics by name, and `score`: every key of every metric with a bootstrap interval.
+"""Metrics by name, and `score`: every key of every metric with a 95% interval (Wilson or bootstrap).
 
 Names a task.yaml may use:
 - "rouge", "bleu", "accuracy", "f1", "mcc", "json_fields";
@@ -117,11 +117,14 @@ def score(
     n_resamples: int = 1000,
     task_folder: Path | None = None,
 ) -> MetricReport:
-    """Corpus values with 95% bootstrap intervals for every key, and the merged per-example scores.
+    """Corpus values with 95% intervals for every key, and the merged per-example scores.
 
-    Every metric is resampled with the same seed, hence the same example indices.
+    Proportions (a mean of 0/1 per-example scores: accuracy, json_valid, schema_valid) get the
+    Wilson interval, which does not collapse at 0 or 1; every other key a percentile bootstrap
+    interval, every metric resampled with the same seed, hence the same example indices.
     """
     from harness.metrics.bootstrap import bootstrap_interval
+    from harness.metrics.intervals import honest_all, proportion_keys
 
     if not data.predictions:
         raise HarnessError("There is nothing to score: the prediction list is empty; check the split and --limit.")
@@ -141,7 +144,7 @@ def score(
                     f"The metrics '{owner[key]}' and '{metric_name}' both produce '{key}'; list only one of them in task.yaml."
                 )
             owner[key] = metric_name
-        corpus.update(values)
+        corpus.update(honest_all(values, rows, proportion_keys(metric)))
         for merged, row in zip(per_example, rows):
             merged.update(row)
     return MetricReport(corpus=corpus, per_example=per_example)

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 @dataclass(frozen=True)
 class MetricValue:
     value: float
-    low: float  # 95% bootstrap interval
+    low: float  # 95% interval: Wilson for proportions, percentile bootstrap otherwise (metrics.intervals)
     high: float
 
 

@@ -249,6 +249,7 @@ class JsonFieldsMetric:
 
     name = "json_fields"
     is_mean = False
+    proportions = ("json_valid", "schema_valid")  # means of 0/1 flags: Wilson intervals (metrics.intervals)
 
     def __init__(self, fields: Sequence[str] = ALL_FIELDS) -> None:
         unknown = [field for field in fields if field not in ALL_FIELDS]

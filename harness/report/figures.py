@@ -11,6 +11,9 @@ plotly is imported inside the functions: the CLI imports the report package at s
 from __future__ import annotations
 
 import html
+import json
+import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,16 +27,19 @@ if TYPE_CHECKING:
 
 PLOTLY_JS = "plotly.min.js"
 # One colour per PEFT method, stable across pages; unknown methods cycle through the rest.
+# Keys are the labels of harness.report.rows.method_label (QLoRA, DoRA and rsLoRA are methods of their own).
 METHOD_COLOURS: dict[str, str] = {
     "base": "#7f7f7f",
-    "LORA": "#1f77b4",
-    "DORA": "#ff7f0e",
-    "QLORA": "#2ca02c",
+    "LoRA": "#1f77b4",
+    "DoRA": "#ff7f0e",
+    "QLoRA": "#2ca02c",
     "IA3": "#d62728",
-    "PROMPT_TUNING": "#9467bd",
-    "LOHA": "#8c564b",
-    "LOKR": "#e377c2",
-    "ADALORA": "#bcbd22",
+    "prompt tuning": "#9467bd",
+    "LoHa": "#8c564b",
+    "LoKr": "#e377c2",
+    "AdaLoRA": "#bcbd22",
+    "rsLoRA": "#17becf",
+    "VeRA": "#aec7e8",
 }
 SPARE_COLOURS = ("#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896")
 # Training curves colour adapters, not methods: a qualitative palette with distinct neighbours.
@@ -47,8 +53,19 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+def short_labels(labels: Sequence[str]) -> dict[str, str]:
+    """Labels without the folder prefix they all share ('zoo/sst2/lora_r1', 'zoo/sst2/lora_r8' -> 'lora_r1', 'lora_r8'),
+    so legends and ticks stay short; a single label keeps only its last part."""
+    unique = list(dict.fromkeys(labels))
+    if len(unique) == 1:
+        return {unique[0]: unique[0].rstrip("/").rsplit("/", 1)[-1] or unique[0]}
+    prefix = os.path.commonprefix(unique)
+    cut = prefix.rfind("/") + 1
+    return {label: label[cut:] or label for label in unique}
+
+
 def method_of(row: LeaderboardRow) -> str:
-    return "base" if row.is_base else (row.method or "unknown")
+    return row.method_name
 
 
 def colour(method: str) -> str:
@@ -57,19 +74,28 @@ def colour(method: str) -> str:
     return SPARE_COLOURS[sum(map(ord, method)) % len(SPARE_COLOURS)]
 
 
+def _legend_rows(fig: go.Figure) -> int:
+    """Rows a horizontal legend below the plot needs (two entries a row: names are often long)."""
+    entries = [t for t in fig.data if t.showlegend is not False and t.type not in ("heatmap",)]
+    return 0 if len(entries) < 2 else math.ceil(len(entries) / 2)
+
+
 def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:
+    rows = _legend_rows(fig)
     fig.update_layout(
         title=dict(text=esc(title), x=0.01, font=dict(size=14)),
         xaxis_title=esc(x_title),
         yaxis_title=esc(y_title),
-        height=height,
-        margin=dict(l=60, r=20, t=45, b=50),
+        height=height + 20 * rows,
+        margin=dict(l=60, r=20, t=45, b=60 + 20 * rows),
         font=FONT,
         # "plotly_white" is deep-copied into every figure (0.2 s each); these few settings look the same
         template="none",
         paper_bgcolor="white",
         plot_bgcolor="white",
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+        # at the bottom of the figure, in a margin sized for it: above the plot it covered the title
+        # and, with many adapters, the curves; just below the axis it covered the axis title
+        legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, xanchor="left", x=0),
     )
     fig.update_xaxes(gridcolor=GRID, zerolinecolor=GRID, linecolor="#bbb", automargin=True)
     fig.update_yaxes(gridcolor=GRID, zerolinecolor=GRID, linecolor="#bbb", automargin=True)
@@ -280,34 +306,137 @@ def _layer_sort_key(name: str) -> tuple[int, str]:
     return (int(match.group(1)) if match else -1, name)
 
 
+def module_of(record: Mapping[str, Any]) -> str:
+    """The module type of a layer record ('q_proj', 'query', ...): what layers are grouped by."""
+    return str(record.get("module") or str(record.get("layer", "")).rsplit(".", 1)[-1])
+
+
+def block_of(name: str) -> int | None:
+    match = _LAYER_NUMBER.search(name)
+    return int(match.group(1)) if match else None
+
+
+def _ordered(spectra: Sequence[AdapterSpectrum], value: str) -> list[AdapterSpectrum]:
+    return sorted((s for s in spectra if s.layers(value)), key=lambda s: (s.method or "", s.rank or 0, s.label))
+
+
 def spectral_heatmap(spectra: Sequence[AdapterSpectrum], value: str) -> go.Figure | None:
-    """One row per adapter (by method, then rank), one column per layer, coloured by `value`."""
+    """One panel per module type (q_proj, v_proj, ...): adapters as rows, transformer blocks as columns.
+
+    Grouping by module keeps each panel a few rows by a few dozen blocks, so the ticks stay readable
+    (one row of 120 "block.module" columns did not).
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    ordered = _ordered(spectra, value)
+    modules = sorted({module_of(r) for s in ordered for r in s.layers(value)})
+    if not ordered or not modules:
+        return None
+    if len(ordered) == 1:
+        return _module_heatmap(ordered[0], value, modules)
+    blocks = sorted({b for s in ordered for r in s.layers(value) if (b := block_of(str(r["layer"]))) is not None})
+    panel = 40 + 22 * len(ordered)  # pixels per module panel
+    gap = 45  # pixels between panels, room for the next panel's title
+    height = max(260, 140 + len(modules) * panel + (len(modules) - 1) * gap)
+    fig = make_subplots(rows=len(modules), cols=1, shared_xaxes=True, vertical_spacing=gap / (height - 135),
+                        subplot_titles=[esc(m) for m in modules])  # fmt: skip
+    short = short_labels([s.label for s in ordered])
+    labels = [esc(short[s.label]) for s in ordered]
+    for index, module in enumerate(modules, start=1):
+        grid = []
+        for spectrum in ordered:
+            by_block = {block_of(str(r["layer"])): r.get(value) for r in spectrum.layers(value) if module_of(r) == module}
+            grid.append([_float_or_none(by_block.get(block)) for block in blocks] if blocks else [_float_or_none(v) for v in by_block.values()])
+        fig.add_trace(go.Heatmap(
+            z=grid, x=blocks or None, y=labels, coloraxis="coloraxis",
+            hovertemplate="%{y}<br>" + esc(module) + " block %{x}<br>" + esc(value) + " = %{z:.4g}<extra></extra>",
+        ), row=index, col=1)  # fmt: skip
+        fig.update_yaxes(type="category", automargin=True, row=index, col=1)
+    fig.update_xaxes(dtick=max(1, len(blocks) // 12) if blocks else None, title_text="transformer block", row=len(modules), col=1)
+    fig.update_layout(coloraxis=dict(colorscale="Viridis", colorbar=dict(title=esc(value.replace("_", " ")))))
+    return _layout(fig, f"{value.replace('_', ' ')} per layer, by module", "", "", height)
+
+
+def _module_heatmap(spectrum: AdapterSpectrum, value: str, modules: Sequence[str]) -> go.Figure:
+    """One adapter: module types as rows, transformer blocks as columns."""
     import plotly.graph_objects as go
 
-    ordered = sorted((s for s in spectra if s.layers(value)), key=lambda s: (s.method or "", s.rank or 0, s.label))
-    layer_names = sorted({str(r["layer"]) for s in ordered for r in s.layers(value)}, key=_layer_sort_key)
-    if not ordered or not layer_names:
-        return None
-    grid = []
-    for spectrum in ordered:
-        by_layer = {str(r["layer"]): r.get(value) for r in spectrum.layers(value)}
-        grid.append([_float_or_none(by_layer.get(name)) for name in layer_names])
-    labels = [esc(f"{s.label}") for s in ordered]
-    columns = [esc(short_layer(name)) for name in layer_names]
-    fig = go.Figure(
-        go.Heatmap(
-            z=grid,
-            x=columns,
-            y=labels,
-            colorscale="Viridis",
-            colorbar=dict(title=esc(value.replace("_", " "))),
-            hovertemplate="%{y}<br>layer %{x}<br>" + esc(value) + " = %{z:.4g}<extra></extra>",
-        )
-    )
+    layers = spectrum.layers(value)
+    blocks = sorted({b for r in layers if (b := block_of(str(r["layer"]))) is not None})
+    cells = {(module_of(r), block_of(str(r["layer"]))): r.get(value) for r in layers}
+    grid = [[_float_or_none(cells.get((module, block))) for block in blocks] for module in modules]
+    fig = go.Figure(go.Heatmap(
+        z=grid, x=blocks, y=[esc(m) for m in modules], colorscale="Viridis",
+        colorbar=dict(title=esc(value.replace("_", " "))),
+        hovertemplate="%{y} block %{x}<br>" + esc(value) + " = %{z:.4g}<extra></extra>",
+    ))  # fmt: skip
     fig.update_yaxes(type="category")
-    fig.update_xaxes(type="category", tickangle=-60)
-    height = max(260, 80 + 28 * len(ordered))
-    return _layout(fig, f"{value.replace('_', ' ')} per layer", "layer (block.module)", "adapter", height)
+    fig.update_xaxes(dtick=max(1, len(blocks) // 12) if blocks else None)
+    height = max(260, 150 + 30 * len(modules))
+    return _layout(fig, f"{spectrum.label}: {value.replace('_', ' ')} per layer", "transformer block", "module", height)
+
+
+def _singular_values(record: Mapping[str, Any]) -> list[float]:
+    raw = record.get("singular_values")
+    try:
+        values = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return []
+    return [float(v) for v in values] if isinstance(values, list) else []
+
+
+def singular_value_decay(spectra: Sequence[AdapterSpectrum]) -> go.Figure | None:
+    """Per adapter: σ_i / σ_1 against i, the median over its layers (log scale); a fast fall = unused rank."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    ordered = _ordered(spectra, "stable_rank")
+    short = short_labels([s.label for s in ordered])
+    for index, spectrum in enumerate(ordered):
+        curves = [sv for r in spectrum.layers("stable_rank") if (sv := _singular_values(r)) and sv[0] > 0]
+        if not curves:
+            continue
+        length = max(len(c) for c in curves)
+        padded = np.full((len(curves), length), np.nan)
+        for row, curve in enumerate(curves):
+            padded[row, : len(curve)] = np.asarray(curve) / curve[0]
+        median = np.nanmedian(padded, axis=0)
+        fig.add_trace(go.Scatter(
+            x=list(range(1, length + 1)), y=median.tolist(), mode="lines+markers", name=esc(short[spectrum.label]),
+            line=dict(color=CURVE_COLOURS[index % len(CURVE_COLOURS)]),
+            hovertemplate=esc(spectrum.label) + "<br>σ%{x}/σ1 = %{y:.3g} (median over layers)<extra></extra>",
+        ))  # fmt: skip
+    if not fig.data:
+        return None
+    fig.update_yaxes(type="log", dtick=1, exponentformat="power")  # ticks at decades only
+    return _layout(fig, "singular-value decay (median over layers)", "singular value index i", "σ_i / σ_1")
+
+
+def effective_rank_plot(spectra: Sequence[AdapterSpectrum]) -> go.Figure | None:
+    """Per adapter: the effective rank of each layer (a box over layers) against its nominal rank r."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    nominal_x, nominal_y = [], []
+    ordered = _ordered(spectra, "effective_rank")
+    short = short_labels([s.label for s in ordered])
+    for spectrum in ordered:
+        values = [float(r["effective_rank"]) for r in spectrum.layers("effective_rank")]
+        label = esc(short[spectrum.label])
+        fig.add_trace(go.Box(y=values, name=label, boxpoints="all", jitter=0.4, pointpos=0, marker=dict(size=4),
+                             line=dict(color=colour(spectrum.method or "unknown")), showlegend=False))  # fmt: skip
+        if spectrum.rank:
+            nominal_x.append(label)
+            nominal_y.append(spectrum.rank)
+    if not fig.data:
+        return None
+    if nominal_x:
+        fig.add_trace(go.Scatter(x=nominal_x, y=nominal_y, mode="markers", name="nominal rank r",
+                                 marker=dict(symbol="line-ew-open", size=28, color="#d62728", line=dict(width=2))))  # fmt: skip
+    fig.update_xaxes(type="category")
+    return _layout(fig, "effective rank per layer vs nominal rank", "adapter", "effective rank (exp. of spectral entropy)")
 
 
 def intruder_bars(spectra: Sequence[AdapterSpectrum]) -> go.Figure | None:
@@ -321,9 +450,10 @@ def intruder_bars(spectra: Sequence[AdapterSpectrum]) -> go.Figure | None:
             counted.append((spectrum, sum(int(v) for v in values)))
     if not counted:
         return None
+    short = short_labels([s.label for s, _ in counted])
     fig = go.Figure(
         go.Bar(
-            x=[esc(s.label) for s, _ in counted],
+            x=[esc(short[s.label]) for s, _ in counted],
             y=[total for _, total in counted],
             marker_color=[colour(s.method or "unknown") for s, _ in counted],
             hovertemplate="%{x}: %{y} intruder dimensions<extra></extra>",
@@ -356,6 +486,9 @@ def training_curves(curves: Sequence[LossCurve], title: str = "training curves")
         return None
     fig = go.Figure()
     adapters = sorted({curve.adapter for curve in curves})
+    short = short_labels(adapters)
+    several = len(adapters) > 1
+    shown: set[str] = set()
     for curve in curves:
         index = adapters.index(curve.adapter)
         fig.add_trace(
@@ -363,12 +496,17 @@ def training_curves(curves: Sequence[LossCurve], title: str = "training curves")
                 x=list(curve.steps),
                 y=list(curve.losses),
                 mode="lines+markers" if curve.split != "train" else "lines",
-                name=esc(f"{curve.adapter} {curve.split}" if len(adapters) > 1 else curve.split),
-                line=dict(color=CURVE_COLOURS[index % len(CURVE_COLOURS)] if len(adapters) > 1 else None,
+                # several adapters: one legend entry each (line style tells train from dev)
+                name=esc(short[curve.adapter] if several else curve.split),
+                legendgroup=esc(curve.adapter),
+                showlegend=not several or curve.adapter not in shown,
+                hovertemplate=esc(f"{short[curve.adapter]} {curve.split}") + "<br>step %{x}: loss %{y:.3f}<extra></extra>",
+                line=dict(color=CURVE_COLOURS[index % len(CURVE_COLOURS)] if several else None,
                           dash="dot" if curve.split != "train" else "solid"),
             )
         )
-    return _layout(fig, title, "step", "loss")
+        shown.add(curve.adapter)
+    return _layout(fig, f"{title} (solid: train, dotted: dev)" if several else title, "step", "loss")
 
 
 # ---------------------------------------------------------------------------- output

@@ -11,10 +11,14 @@ Choices worth knowing:
 - Every metric is higher-is-better (all metrics this harness knows are). Cost columns
   (trainable parameters, adapter size, latency, peak memory) are best when lowest.
 - The headline metric of a task is the first of `HEADLINE_ORDER` the task reports; the mean win
-  rate and the normalised score use it.
+  rate, the tiers and the overview use it.
 - Mean win rate follows HELM (`summarize.py`, "Mean win rate"): on each task, a row's win rate is
   the share of the other rows it beats on the headline metric (a tie counts half); the mean is
-  taken over the tasks the row has a finished result on.
+  taken over the tasks the row has a finished result on. A row only "beats" another when the paired
+  test says so (Holm-adjusted p < 0.05, see significance.py); a difference the data cannot tell
+  apart is a tie.
+- Intervals are recomputed from the stored per-example scores for proportions (Wilson, see
+  harness.metrics.intervals), so stores written before Wilson intervals read honestly too.
 """
 
 from __future__ import annotations
@@ -25,15 +29,21 @@ import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from harness.errors import HarnessError
 from harness.metrics.base import MetricValue
+from harness.metrics.intervals import KNOWN_PROPORTIONS, IntervalKind, honest_all, interval_kind, small_sample_warning
+from harness.report.degenerate import Flag, degenerate_flags, gold_labels
+from harness.report.rows import base_description, display_name, method_label
+from harness.report.significance import PairResult, Significance, significance
 from harness.store import CellRow, Store
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# cell_id -> example id -> that example's scores (the store's example_scores table)
+ExampleScores = dict[int, dict[str, dict[str, float]]]
 
 # Headline metrics first, in the order a reader looks for them; other keys follow alphabetically.
 HEADLINE_ORDER: tuple[str, ...] = (
@@ -60,10 +70,10 @@ COST_COLUMNS: tuple[Column, ...] = (
     Column("adapter_bytes", "adapter size", "lower"),
 )
 TIMING_COLUMNS: tuple[Column, ...] = (
-    Column("latency_p50", "latency p50 (s)", "lower"),
-    Column("latency_p95", "latency p95 (s)", "lower"),
-    Column("tokens_per_s", "tokens/s", "higher"),
-    Column("examples_per_s", "examples/s", "higher"),
+    Column("latency_p50", "latency p50 (s), batch 1", "lower"),
+    Column("latency_p95", "latency p95 (s), batch 1", "lower"),
+    Column("tokens_per_s", "tokens/s, full batch", "higher"),
+    Column("examples_per_s", "examples/s, full batch", "higher"),
     Column("peak_memory_bytes", "peak memory", "lower"),
     Column("mfu", "MFU", "higher"),
 )
@@ -95,10 +105,30 @@ class LeaderboardRow:
     examples_per_s: float | None = None
     peak_memory_bytes: int | None = None
     mfu: float | None = None
+    method_label: str = ""  # QLoRA, DoRA, rsLoRA... (rows.method_label); empty: derived from `method`
+    description: str | None = None  # the base row: what it measures
+    interval_kinds: dict[str, IntervalKind] = field(default_factory=dict)
+    flags: tuple[Flag, ...] = ()
+    run_status: str | None = None
+    shared_batch_seconds: float | None = None  # the wall time of the mixed batches the cell ran in
+    # "isolated": latency/throughput from the adapter's own cost profile; "shared batch": from its batches
+    cost_source: str = "shared batch"
 
     @property
     def is_base(self) -> bool:
         return self.adapter == "base" and self.adapter_hash is None
+
+    @property
+    def method_name(self) -> str:
+        return self.method_label or ("base" if self.is_base else (self.method or "unknown"))
+
+    @property
+    def incomplete(self) -> bool:
+        """Not a final result: the cell did not finish, or its run was interrupted."""
+        return self.status != "done" or self.run_status == "interrupted"
+
+    def interval_warning(self, metric: str) -> str | None:
+        return small_sample_warning(self.interval_kinds.get(metric, "bootstrap"), self.n_examples)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -121,30 +151,65 @@ class TaskBoard:
     rows: list[LeaderboardRow]
     # column key -> the row keys that hold the best value of that column (ties all marked)
     best: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    significance: Significance | None = None  # of the headline metric
+    notes: list[str] = field(default_factory=list)  # what a reader must know before ranking
 
     @property
     def headline(self) -> str | None:
         return self.metric_names[0] if self.metric_names else None
 
+    @property
+    def several_bases(self) -> bool:
+        return len({row.base for row in self.rows}) > 1
+
     def is_best(self, column: str, row: LeaderboardRow) -> bool:
         return row.key in self.best.get(column, set())
+
+    def name(self, row: LeaderboardRow) -> str:
+        return display_name(row.base, row.adapter, self.several_bases)
+
+    def tier(self, row: LeaderboardRow) -> int | None:
+        return self.significance.tiers.get(row.key) if self.significance else None
+
+    def base_row(self, row: LeaderboardRow) -> LeaderboardRow | None:
+        """The finished base-model row of the same base (what Δ columns subtract)."""
+        return next((r for r in self.rows if r.is_base and r.base == row.base and r.status == "done"), None)
+
+    def delta(self, row: LeaderboardRow, metric: str) -> float | None:
+        base = self.base_row(row)
+        if base is None or base.key == row.key:
+            return None
+        mine, theirs = row.value(metric), base.value(metric)
+        return None if mine is None or theirs is None else mine - theirs
+
+    def versus(self, row: LeaderboardRow, other: LeaderboardRow | None) -> PairResult | None:
+        """The paired test of `row` against `other` on the headline metric (delta = row - other)."""
+        if other is None or self.significance is None or other.key == row.key:
+            return None
+        return self.significance.pair(row.key, other.key)
+
+    def leader(self) -> LeaderboardRow | None:
+        if not self.significance or not self.significance.order:
+            return None
+        return next(r for r in self.rows if r.key == self.significance.order[0])
 
 
 @dataclass(frozen=True)
 class OverallRow:
-    """One (base, adapter) across tasks: HELM's mean win rate and a normalised score per task."""
+    """One (base, adapter) across tasks: HELM's mean win rate and, per task, the raw headline value, Δ vs base and tier."""
 
     base: str
     adapter: str
     method: str | None
     rank: int | None
     mean_win_rate: float | None
-    normalised: dict[str, float]  # task -> headline metric min-max scaled over that task's rows
-
-    @property
-    def mean_normalised(self) -> float | None:
-        values = list(self.normalised.values())
-        return sum(values) / len(values) if values else None
+    values: dict[str, MetricValue] = field(default_factory=dict)  # task -> headline value with its interval
+    deltas: dict[str, float] = field(default_factory=dict)  # task -> headline minus the base row's
+    tiers: dict[str, int] = field(default_factory=dict)  # task -> significance tier on the headline
+    n_examples: dict[str, int | None] = field(default_factory=dict)
+    method_label: str = ""
+    name: str = ""
+    incomplete: bool = False
 
 
 # ------------------------------------------------------------------------------------- reading
@@ -157,8 +222,8 @@ def resolve_runs(store: Store, runs: Sequence[str] | None) -> list[str] | None:
     return [str(store.run(run_id)["run_id"]) for run_id in runs]
 
 
-def collect_rows(store: Store, runs: Sequence[str] | None = None) -> list[LeaderboardRow]:
-    """One row per (task, base, adapter) over the chosen runs (all runs when None)."""
+def chosen_cells(store: Store, runs: Sequence[str] | None = None) -> list[CellRow]:
+    """One cell per (task, base, adapter) over the chosen runs (all runs when None)."""
     run_ids = resolve_runs(store, runs)
     cells = store.cells() if run_ids is None else [c for run_id in run_ids for c in store.cells(run_id=run_id)]
     if run_ids is not None and not cells:
@@ -170,11 +235,59 @@ def collect_rows(store: Store, runs: Sequence[str] | None = None) -> list[Leader
         # a newer cell replaces an older one unless it would hide a finished result
         if previous is None or cell.status == "done" or previous.status != "done":
             chosen[key] = cell
-    return [_row(store, cell) for cell in chosen.values()]
+    return list(chosen.values())
 
 
-def _row(store: Store, cell: CellRow) -> LeaderboardRow:
+def example_scores(store: Store, cells: Sequence[CellRow]) -> ExampleScores:
+    return {cell.cell_id: store.example_scores(cell.cell_id) for cell in cells if cell.status == "done"}
+
+
+def collect_rows(store: Store, runs: Sequence[str] | None = None, scores: ExampleScores | None = None) -> list[LeaderboardRow]:
+    """One row per (task, base, adapter) over the chosen runs (all runs when None)."""
+    cells = chosen_cells(store, runs)
+    scores = example_scores(store, cells) if scores is None else scores
+    run_status = {str(run["run_id"]): str(run["status"]) for run in store.runs()}
+    return [_row(store, cell, scores.get(cell.cell_id, {}), run_status.get(cell.run_id)) for cell in cells]
+
+
+def _honest_metrics(stored: dict[str, MetricValue], scores: dict[str, dict[str, float]]) -> tuple[dict[str, MetricValue], dict[str, IntervalKind]]:
+    """Stored values with Wilson intervals for proportions, and which kind of interval each has."""
+    rows = list(scores.values())
+    metrics = honest_all(stored, rows, KNOWN_PROPORTIONS) if rows else dict(stored)
+    kinds: dict[str, IntervalKind] = {}
+    for name, value in metrics.items():
+        values = [row[name] for row in rows if name in row]
+        kinds[name] = interval_kind(value.value, values) if len(values) == len(rows) and rows else "bootstrap"
+    return metrics, kinds
+
+
+def _flags(store: Store, cell: CellRow, metrics: dict[str, MetricValue]) -> tuple[Flag, ...]:
+    predictions = store.cell_predictions(cell.cell_id)
+    gold = gold_labels(cell.task, cell.split, [p.example_id for p in predictions]) if predictions else None
+    return tuple(degenerate_flags([p.prediction for p in predictions], gold, metrics))
+
+
+def _cost(store: Store, cell: CellRow) -> tuple[dict[str, Any], str]:
+    """Latency and throughput of the cell: its isolated cost profile when one was measured, else the
+    timing inside its (possibly shared, mixed-adapter) batches, which is per batch, not per adapter."""
     timing = store.timing(cell.cell_id) or {}
+    profile = store.cell_cost_profile(cell.cell_id)
+    if profile is None:
+        return timing, "shared batch"
+    return {
+        **timing,
+        "latency_p50": profile.get("latency_p50"),
+        "latency_p95": profile.get("latency_p95"),
+        "examples_per_s": profile.get("throughput_examples_per_s"),
+        "generated_tokens_per_s": profile.get("throughput_tokens_per_s"),
+    }, "isolated"
+
+
+def _row(store: Store, cell: CellRow, scores: dict[str, dict[str, float]], run_status: str | None) -> LeaderboardRow:
+    timing, cost_source = _cost(store, cell)
+    done = cell.status == "done"
+    metrics, kinds = _honest_metrics(store.metrics(cell.cell_id), scores) if done else ({}, {})
+    is_base = cell.adapter is None
     return LeaderboardRow(
         cell_id=cell.cell_id,
         run_id=cell.run_id,
@@ -191,13 +304,20 @@ def _row(store: Store, cell: CellRow) -> LeaderboardRow:
         status=cell.status,
         error=cell.error,
         n_examples=cell.n_examples,
-        metrics=store.metrics(cell.cell_id) if cell.status == "done" else {},
+        metrics=metrics,
         latency_p50=_number(timing.get("latency_p50")),
         latency_p95=_number(timing.get("latency_p95")),
         tokens_per_s=_number(timing.get("generated_tokens_per_s")),
         examples_per_s=_number(timing.get("examples_per_s")),
         peak_memory_bytes=_integer(timing.get("peak_memory_bytes")),
         mfu=_number(timing.get("mfu")),
+        method_label=method_label(None if is_base else cell.method, cell.adapter_path, cell.settings),
+        description=base_description(cell.settings.get("output_type"), cell.base) if is_base else None,
+        interval_kinds=kinds,
+        flags=_flags(store, cell, metrics) if done else (),
+        run_status=run_status,
+        shared_batch_seconds=_number(timing.get("wall_seconds")),
+        cost_source=cost_source,
     )
 
 
@@ -225,7 +345,8 @@ def row_sort_key(row: LeaderboardRow) -> tuple[object, ...]:
     return (row.base, not row.is_base, row.method or "", row.rank or 0, row.adapter)
 
 
-def task_boards(rows: Sequence[LeaderboardRow]) -> list[TaskBoard]:
+def task_boards(rows: Sequence[LeaderboardRow], scores: ExampleScores | None = None) -> list[TaskBoard]:
+    """One board per task; with per-example scores, the headline metric's tiers and pairwise tests."""
     by_task: dict[str, list[LeaderboardRow]] = {}
     for row in rows:
         by_task.setdefault(row.task, []).append(row)
@@ -235,22 +356,61 @@ def task_boards(rows: Sequence[LeaderboardRow]) -> list[TaskBoard]:
         names = metric_order(name for row in task_rows for name in row.metrics)
         board = TaskBoard(task, names, task_rows)
         board.best = best_values(board)
+        board.significance = headline_significance(board, scores or {})
+        board.notes = board_notes(board)
         boards.append(board)
     return boards
 
 
+def headline_significance(board: TaskBoard, scores: ExampleScores) -> Significance | None:
+    metric = board.headline
+    if metric is None:
+        return None
+    done = [row for row in board.rows if row.status == "done" and row.value(metric) is not None]
+    values = {row.key: float(row.value(metric)) for row in done}  # type: ignore[arg-type]
+    per_example = {
+        row.key: {example: s[metric] for example, s in scores.get(row.cell_id, {}).items() if metric in s} for row in done
+    }
+    return significance(metric, values, per_example)
+
+
+def board_notes(board: TaskBoard) -> list[str]:
+    """Sentences a reader needs before comparing the rows of this board."""
+    notes = []
+    done = [row for row in board.rows if row.status == "done"]
+    sizes = sorted({row.n_examples for row in done if row.n_examples is not None})
+    if len(sizes) > 1 or (board.significance is not None and not board.significance.same_examples):
+        notes.append(
+            "Rows were scored on different example sets (n = " + ", ".join(map(str, sizes)) + "): their values are"
+            " not directly comparable; the paired tests use only the examples both rows share."
+        )
+    if board.several_bases:
+        notes.append("Rows of several base models share this board; names are qualified by their base.")
+    if any(row.incomplete for row in board.rows):
+        notes.append("Rows marked incomplete did not finish (or their run was interrupted): they are not final results.")
+    return notes
+
+
 def best_values(board: TaskBoard) -> dict[str, set[tuple[str, str]]]:
-    """For each column with a direction, the rows (of finished cells) that hold its best value."""
-    directions: dict[str, Direction] = {name: "higher" for name in board.metric_names}
-    directions.update({c.key: c.direction for c in (*COST_COLUMNS, *TIMING_COLUMNS) if c.direction})
+    """For each cost or timing column with a direction, the rows (of finished cells) that hold its best value.
+
+    Metric columns get significance tiers instead (significance.py): a lone best point value over
+    overlapping intervals would claim more than the data shows. Timing columns are only compared
+    between rows with an isolated cost profile: numbers from shared batches rank batch membership.
+    """
+    directions: dict[str, Direction] = {c.key: c.direction for c in (*COST_COLUMNS, *TIMING_COLUMNS) if c.direction}
+    timing = {c.key for c in TIMING_COLUMNS}
     best: dict[str, set[tuple[str, str]]] = {}
     done = [row for row in board.rows if row.status == "done"]
     for column, direction in directions.items():
-        values = [(row.value(column), row.key) for row in done]
+        rows = [row for row in done if row.cost_source == "isolated"] if column in timing else done
+        values = [(row.value(column), row.key) for row in rows]
         present = [(value, key) for value, key in values if value is not None]
         if len(present) < 2:  # a single value is not "the best" of anything
             continue
         target = max(v for v, _ in present) if direction == "higher" else min(v for v, _ in present)
+        if direction == "higher" and target <= 0:
+            continue  # no star on "0.0 tokens/s"
         best[column] = {key for value, key in present if value == target}
     return best
 
@@ -266,47 +426,53 @@ def win_rates(board: TaskBoard) -> dict[tuple[str, str], float]:
         return {}
     rates = {}
     for key, value in scored:
-        wins = sum(1.0 if value > other else 0.5 if value == other else 0.0 for k, other in scored if k != key)
+        wins = sum(_win(board, key, value, k, other) for k, other in scored if k != key)
         rates[key] = wins / (len(scored) - 1)
     return rates
 
 
-def normalised_scores(board: TaskBoard) -> dict[tuple[str, str], float]:
-    """The headline metric min-max scaled to [0, 1] over the task's finished rows (all 1 if equal)."""
-    metric = board.headline
-    if metric is None:
-        return {}
-    values = {row.key: row.metrics[metric].value for row in board.rows if metric in row.metrics}
-    values = {key: value for key, value in values.items() if value is not None}
-    if not values:
-        return {}
-    low, high = min(values.values()), max(values.values())
-    return {key: 1.0 if high == low else (value - low) / (high - low) for key, value in values.items()}
+def _win(board: TaskBoard, key: tuple[str, str], value: float, other_key: tuple[str, str], other: float) -> float:
+    """1 when `key` beats `other_key`, 0.5 for a tie; with a paired test, only a significant difference wins."""
+    tested = board.significance.pair(key, other_key) if board.significance else None
+    if tested is not None:
+        if tested.p_adjusted >= board.significance.alpha:  # type: ignore[union-attr]
+            return 0.5
+        return 1.0 if tested.delta > 0 else 0.0
+    return 1.0 if value > other else 0.5 if value == other else 0.0
 
 
 def overall(boards: Sequence[TaskBoard]) -> list[OverallRow]:
-    """The cross-task table, best mean win rate first."""
+    """The cross-task table, best mean win rate first: raw headline values, Δ vs base and tiers per task."""
     facts: dict[tuple[str, str], LeaderboardRow] = {}
     rates: dict[tuple[str, str], list[float]] = {}
-    normalised: dict[tuple[str, str], dict[str, float]] = {}
+    per_task: dict[tuple[str, str], dict[str, LeaderboardRow]] = {}
+    tiers: dict[tuple[str, str], dict[str, int]] = {}
     for board in boards:
         for row in board.rows:
             facts.setdefault(row.key, row)
+            per_task.setdefault(row.key, {})[board.task] = row
+            tier = board.tier(row)
+            if tier is not None:
+                tiers.setdefault(row.key, {})[board.task] = tier
         for key, rate in win_rates(board).items():
             rates.setdefault(key, []).append(rate)
-        for key, score in normalised_scores(board).items():
-            normalised.setdefault(key, {})[board.task] = score
-    rows = [
-        OverallRow(
-            base=key[0],
-            adapter=key[1],
-            method=row.method,
-            rank=row.rank,
+    several_bases = len({key[0] for key in facts}) > 1
+    boards_by_task = {board.task: board for board in boards}
+    rows = []
+    for key, row in facts.items():
+        cells = per_task[key]
+        values = {task: r.metrics[b.headline] for task, r in cells.items()
+                  if (b := boards_by_task[task]).headline and b.headline in r.metrics}  # fmt: skip
+        deltas = {task: d for task, r in cells.items()
+                  if (h := boards_by_task[task].headline) and (d := boards_by_task[task].delta(r, h)) is not None}  # fmt: skip
+        rows.append(OverallRow(
+            base=key[0], adapter=key[1], method=row.method, rank=row.rank,
             mean_win_rate=sum(rates[key]) / len(rates[key]) if rates.get(key) else None,
-            normalised=normalised.get(key, {}),
-        )
-        for key, row in facts.items()
-    ]
+            values=values, deltas=deltas, tiers=tiers.get(key, {}),
+            n_examples={task: r.n_examples for task, r in cells.items()},
+            method_label=row.method_name, name=display_name(key[0], key[1], several_bases),
+            incomplete=any(r.incomplete for r in cells.values()),
+        ))  # fmt: skip
     return sorted(rows, key=lambda r: (-(r.mean_win_rate if r.mean_win_rate is not None else -1.0), r.base, r.adapter))
 
 
@@ -349,8 +515,24 @@ def format_metric(value: MetricValue | None) -> str:
 
 class MetricExport(BaseModel):
     value: float | None = Field(description="the corpus-level score (higher is better)")
-    low: float | None = Field(description="lower end of the 95% bootstrap interval")
-    high: float | None = Field(description="upper end of the 95% bootstrap interval")
+    low: float | None = Field(description="lower end of the 95% interval")
+    high: float | None = Field(description="upper end of the 95% interval")
+    interval: str = Field(description="'wilson' (a proportion of 0/1 per-example scores) or 'bootstrap' (percentile)")
+    n: int | None = Field(description="examples the value was computed on")
+    warning: str | None = Field(description="set when the interval is a bootstrap on too few examples to trust")
+    delta_vs_base: float | None = Field(description="this value minus the same base model's own row (null for the base)")
+
+
+class PairExport(BaseModel):
+    a: str = Field(description="row name; delta = a - b")
+    b: str
+    n: int = Field(description="examples both rows were scored on")
+    delta: float
+    low: float = Field(description="95% paired bootstrap interval of delta")
+    high: float
+    p: float = Field(description="two-sided p: McNemar exact for 0/1 scores, else paired bootstrap")
+    p_holm: float = Field(description="p Holm-adjusted over all pairs of the task")
+    test: str
 
 
 class RowExport(BaseModel):
@@ -358,43 +540,59 @@ class RowExport(BaseModel):
 
     task: str
     split: str
+    name: str = Field(description="the row's display name (qualified by base when a board has several)")
     base: str = Field(description="the base model's name as the run named it")
     adapter: str = Field(description="the adapter's name, or 'base' for the base model alone")
+    description: str | None = Field(description="for the base row: what it measures")
     adapter_path: str | None
     adapter_hash: str | None = Field(description="sha256 of the adapter's weights")
-    method: str | None = Field(description="PEFT method, e.g. LORA, IA3, PROMPT_TUNING; null for the base")
+    method: str | None = Field(description="PEFT peft_type as stored, e.g. LORA, IA3, PROMPT_TUNING; null for the base")
+    method_label: str = Field(description="the method as a reader knows it: LoRA, QLoRA, DoRA, rsLoRA, LoHa, LoKr, VeRA, IA3, ...")
     rank: int | None = Field(description="LoRA rank r, when the method has one")
     trainable_params: int | None
     adapter_bytes: int | None = Field(description="bytes of the adapter's weight files")
     status: Literal["done", "failed", "running"] | str
+    incomplete: bool = Field(description="the cell did not finish or its run was interrupted: not a final result")
     error: str | None = Field(description="why the cell failed, when it did")
     n_examples: int | None
+    tier: int | None = Field(description="significance tier on the headline metric (1 = indistinguishable from the best)")
+    p_vs_best: float | None = Field(description="Holm-adjusted p of the paired test against the task's best row")
+    flags: list[str] = Field(description="degenerate-result notes: constant predictions, majority-baseline scores")
     metrics: dict[str, MetricExport] = Field(description="metric key -> value with its 95% interval")
-    latency_p50: float | None = Field(description="median seconds per example")
+    latency_p50: float | None = Field(description="median seconds per example within the cell's shared batches")
     latency_p95: float | None
     tokens_per_s: float | None = Field(description="generated tokens per second (null when all predictions were cached)")
     examples_per_s: float | None
+    shared_batch_seconds: float | None = Field(description="wall time of the (possibly mixed-adapter) batches the cell ran in")
+    cost_source: str = Field(description="'isolated': latency at batch 1 and throughput at a full batch measured for this adapter alone on a probe set; 'shared batch': measured inside the cell's batches")
     peak_memory_bytes: int | None
     mfu: float | None = Field(description="model FLOPs utilisation, 0-1")
-    best: list[str] = Field(description="the columns in which this row holds the task's best value")
+    best: list[str] = Field(description="the cost/timing columns in which this row holds the task's best value")
     run_id: str
     cell_id: int
 
 
 class OverallExport(BaseModel):
+    name: str
     base: str
     adapter: str
     method: str | None
+    method_label: str
     rank: int | None
-    mean_win_rate: float | None = Field(description="HELM mean win rate over tasks on each task's headline metric")
-    normalised: dict[str, float] = Field(description="task -> headline metric min-max scaled over the task's rows")
+    mean_win_rate: float | None = Field(description="HELM mean win rate over tasks; only significant differences win")
+    values: dict[str, MetricExport] = Field(description="task -> its headline metric")
+    tiers: dict[str, int] = Field(description="task -> significance tier on the headline metric")
+    incomplete: bool
 
 
 class TaskExport(BaseModel):
     task: str
-    headline: str | None = Field(description="the metric the win rate and normalised score use")
+    headline: str | None = Field(description="the metric the tiers and the win rate use")
     metrics: list[str]
+    same_examples: bool = Field(description="false when rows were scored on different example sets")
+    notes: list[str]
     rows: list[RowExport]
+    pairs: list[PairExport] = Field(description="every pair of finished rows on the headline metric")
 
 
 class LeaderboardExport(BaseModel):
@@ -406,28 +604,58 @@ class LeaderboardExport(BaseModel):
     overall: list[OverallExport]
 
 
+def _metric_export(value: MetricValue, row: LeaderboardRow, name: str, delta: float | None) -> MetricExport:
+    return MetricExport(
+        value=value.value, low=value.low, high=value.high, interval=row.interval_kinds.get(name, "bootstrap"),
+        n=row.n_examples, warning=row.interval_warning(name), delta_vs_base=delta,
+    )  # fmt: skip
+
+
 def export_model(boards: Sequence[TaskBoard], overall_rows: Sequence[OverallRow], runs: Sequence[str]) -> LeaderboardExport:
     tasks = []
     for board in boards:
         rows = [_row_export(board, row) for row in board.rows]
-        tasks.append(TaskExport(task=board.task, headline=board.headline, metrics=board.metric_names, rows=rows))
+        tasks.append(TaskExport(
+            task=board.task, headline=board.headline, metrics=board.metric_names,
+            same_examples=board.significance.same_examples if board.significance else True,
+            notes=board.notes, rows=rows, pairs=_pair_exports(board),
+        ))  # fmt: skip
     overall_export = [
-        OverallExport(base=r.base, adapter=r.adapter, method=r.method, rank=r.rank, mean_win_rate=r.mean_win_rate, normalised=r.normalised)
+        OverallExport(
+            name=r.name, base=r.base, adapter=r.adapter, method=r.method, method_label=r.method_label, rank=r.rank,
+            mean_win_rate=r.mean_win_rate, tiers=r.tiers, incomplete=r.incomplete,
+            values={task: MetricExport(value=v.value, low=v.low, high=v.high, interval="", n=r.n_examples.get(task),
+                                       warning=None, delta_vs_base=r.deltas.get(task)) for task, v in r.values.items()},
+        )  # fmt: skip
         for r in overall_rows
     ]
     return LeaderboardExport(runs=list(runs), tasks=tasks, overall=overall_export)
 
 
+def _pair_exports(board: TaskBoard) -> list[PairExport]:
+    if board.significance is None:
+        return []
+    names = {row.key: board.name(row) for row in board.rows}
+    return [
+        PairExport(a=names[a], b=names[b], n=p.n, delta=p.delta, low=p.low, high=p.high, p=p.p, p_holm=p.p_adjusted, test=p.test)
+        for (a, b), p in board.significance.pairs.items()
+    ]
+
+
 def _row_export(board: TaskBoard, row: LeaderboardRow) -> RowExport:
-    metrics = {name: MetricExport(value=v.value, low=v.low, high=v.high) for name, v in row.metrics.items()}
+    metrics = {name: _metric_export(v, row, name, board.delta(row, name)) for name, v in row.metrics.items()}
     best = sorted(column for column, keys in board.best.items() if row.key in keys)
+    versus_best = board.versus(row, board.leader())
     return RowExport(
-        task=row.task, split=row.split, base=row.base, adapter=row.adapter, adapter_path=row.adapter_path,
-        adapter_hash=row.adapter_hash, method=row.method, rank=row.rank, trainable_params=row.trainable_params,
-        adapter_bytes=row.adapter_bytes, status=row.status, error=row.error, n_examples=row.n_examples,
-        metrics=metrics, latency_p50=row.latency_p50, latency_p95=row.latency_p95, tokens_per_s=row.tokens_per_s,
-        examples_per_s=row.examples_per_s, peak_memory_bytes=row.peak_memory_bytes, mfu=row.mfu, best=best,
-        run_id=row.run_id, cell_id=row.cell_id,
+        task=row.task, split=row.split, name=board.name(row), base=row.base, adapter=row.adapter,
+        description=row.description, adapter_path=row.adapter_path, adapter_hash=row.adapter_hash, method=row.method,
+        method_label=row.method_name, rank=row.rank, trainable_params=row.trainable_params,
+        adapter_bytes=row.adapter_bytes, status=row.status, incomplete=row.incomplete, error=row.error,
+        n_examples=row.n_examples, tier=board.tier(row), p_vs_best=versus_best.p_adjusted if versus_best else None,
+        flags=[flag.text for flag in row.flags], metrics=metrics, latency_p50=row.latency_p50,
+        latency_p95=row.latency_p95, tokens_per_s=row.tokens_per_s, examples_per_s=row.examples_per_s,
+        shared_batch_seconds=row.shared_batch_seconds, cost_source=row.cost_source, peak_memory_bytes=row.peak_memory_bytes, mfu=row.mfu,
+        best=best, run_id=row.run_id, cell_id=row.cell_id,
     )  # fmt: skip
 
 
@@ -439,25 +667,35 @@ def json_schema() -> str:
     return json.dumps(LeaderboardExport.model_json_schema(), indent=2)
 
 
-CSV_FACTS = ("task", "split", "base", "adapter", "method", "rank", "trainable_params", "adapter_bytes", "status", "error", "n_examples")
-CSV_TIMING = ("latency_p50", "latency_p95", "tokens_per_s", "examples_per_s", "peak_memory_bytes", "mfu", "run_id", "cell_id")
+CSV_FACTS = ("task", "split", "base", "adapter", "method", "method_name", "rank", "trainable_params", "adapter_bytes",
+             "status", "incomplete", "error", "n_examples")  # fmt: skip
+CSV_TIMING = ("cost_source", "latency_p50", "latency_p95", "tokens_per_s", "examples_per_s", "shared_batch_seconds", "peak_memory_bytes",
+              "mfu", "run_id", "cell_id")  # fmt: skip
+CSV_METRIC_SUFFIXES = ("", "_low", "_high", "_interval", "_delta_vs_base")
 
 
 def to_csv(boards: Sequence[TaskBoard]) -> str:
-    """Wide CSV: one line per (task, base, adapter); each metric as <name>, <name>_low, <name>_high."""
+    """Wide CSV: one line per (task, base, adapter); each metric as <name>, _low, _high, _interval, _delta_vs_base;
+    the headline's tier, the Holm-adjusted p against the best row, and the degenerate-result flags."""
     metrics = metric_order(name for board in boards for name in board.metric_names)
-    header = [*CSV_FACTS, *(f"{m}{suffix}" for m in metrics for suffix in ("", "_low", "_high")), *CSV_TIMING]
+    header = [*CSV_FACTS, "headline", "tier", "p_vs_best", "flags",
+              *(f"{m}{suffix}" for m in metrics for suffix in CSV_METRIC_SUFFIXES), *CSV_TIMING]  # fmt: skip
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     for board in boards:
         for row in board.rows:
             facts = [getattr(row, name) for name in CSV_FACTS]
-            values = []
+            versus_best = board.versus(row, board.leader())
+            tested = [board.headline, board.tier(row), versus_best.p_adjusted if versus_best else None,
+                      "; ".join(flag.text for flag in row.flags)]  # fmt: skip
+            values: list[object] = []
             for name in metrics:
                 value = row.metrics.get(name)
-                values += [value.value, value.low, value.high] if value else ["", "", ""]
-            writer.writerow([_csv_cell(v) for v in (*facts, *values, *(getattr(row, name) for name in CSV_TIMING))])
+                values += [value.value, value.low, value.high, row.interval_kinds.get(name, "bootstrap"),
+                           board.delta(row, name)] if value else [""] * len(CSV_METRIC_SUFFIXES)  # fmt: skip
+            line = (*facts, *tested, *values, *(getattr(row, name) for name in CSV_TIMING))
+            writer.writerow([_csv_cell(v) for v in line])
     return buffer.getvalue()
 
 
@@ -475,18 +713,42 @@ def _md(text: str) -> str:
     return html.escape(text.replace("\n", " "), quote=False).replace("|", "\\|")
 
 
+# The two sentences the pages and the markdown export show on how rows are compared.
+SIGNIFICANCE_NOTES = (
+    "Tier 1 holds the row with the best headline value and every row a paired test on the same examples cannot "
+    "tell apart from it: McNemar's exact test when per-example scores are 0/1 (accuracy, json_valid), a paired "
+    "bootstrap of the mean difference otherwise, Holm-corrected at α = 0.05; tier 2 repeats this among the rest.",
+    "Intervals are 95%: Wilson for proportions, which never collapse at 0 or 1, and percentile bootstrap otherwise, "
+    "marked ⚠ when fewer than 30 examples make them too narrow to trust.",
+)
+
+def _markdown_metric(row: LeaderboardRow, name: str) -> str:
+    text = format_metric(row.metrics.get(name))
+    return text + " ⚠" if row.interval_warning(name) and name in row.metrics else text
+
+
+def _markdown_flags(row: LeaderboardRow) -> str:
+    marks = ([row.description] if row.description else []) + [f"⚑ {flag.text}" for flag in row.flags]
+    marks += ["incomplete"] if row.incomplete else []
+    return "; ".join(marks)
+
+
 def to_markdown(boards: Sequence[TaskBoard], overall_rows: Sequence[OverallRow], max_metrics: int = 4) -> str:
     """For pull-request comments: the overall table, then one table per task (headline metrics only)."""
-    lines = ["## Leaderboard", ""]
+    lines = ["## Leaderboard", "", " ".join(SIGNIFICANCE_NOTES), ""]
     if overall_rows:
         tasks = [board.task for board in boards]
         lines += ["| adapter | method | rank | mean win rate | " + " | ".join(map(_md, tasks)) + " |"]
         lines += ["|" + " --- |" * (4 + len(tasks))]
         for row in overall_rows:
-            scores = [format_number(row.normalised.get(task), 2) for task in tasks]
+            cells = []
+            for task in tasks:
+                value, tier = row.values.get(task), row.tiers.get(task)
+                cell = format_number(value.value) if value else "–"
+                cells.append(cell + (f" (tier {tier}, n={row.n_examples.get(task)})" if tier else ""))
             lines.append(
-                f"| {_md(row.adapter)} | {_md(row.method or '–')} | {row.rank or '–'} | "
-                f"{format_number(row.mean_win_rate, 2)} | " + " | ".join(scores) + " |"
+                f"| {_md(row.name)} | {_md(row.method_label or '–')} | {row.rank or '–'} | "
+                f"{format_number(row.mean_win_rate, 2)} | " + " | ".join(cells) + " |"
             )
         lines.append("")
     for board in boards:
@@ -495,25 +757,24 @@ def to_markdown(boards: Sequence[TaskBoard], overall_rows: Sequence[OverallRow],
 
 
 def _markdown_board(board: TaskBoard, metrics: Sequence[str]) -> list[str]:
-    lines = [f"### {_md(board.task)}", ""]
-    lines.append("| adapter | method | rank | " + " | ".join(metrics) + " | latency p50 (s) | status |")
-    lines.append("|" + " --- |" * (5 + len(metrics)))
+    lines = [f"### {_md(board.task)}", "", *(f"> {_md(note)}" for note in board.notes), ""] if board.notes else [f"### {_md(board.task)}", ""]
+    lines.append("| tier | adapter | method | rank | n | " + " | ".join(metrics) + " | latency p50 (s) | status | notes |")
+    lines.append("|" + " --- |" * (8 + len(metrics)))
     for row in board.rows:
-        cells = []
-        for name in metrics:
-            text = format_metric(row.metrics.get(name))
-            cells.append(f"**{text}**" if board.is_best(name, row) else text)
+        cells = [_markdown_metric(row, name) for name in metrics]
         status = row.status if not row.error else f"{row.status}: {row.error}"
         lines.append(
-            f"| {_md(row.adapter)} | {_md(row.method or '–')} | {row.rank or '–'} | " + " | ".join(cells)
-            + f" | {format_number(row.latency_p50)} | {_md(status)} |"
+            f"| {board.tier(row) or '–'} | {_md(board.name(row))} | {_md(row.method_name)} | {row.rank or '–'} | "
+            f"{row.n_examples if row.n_examples is not None else '–'} | " + " | ".join(cells)
+            + f" | {format_number(row.latency_p50)} | {_md(status)} | {_md(_markdown_flags(row))} |"
         )
     return [*lines, ""]
 
 
 def build(store: Store, runs: Sequence[str] | None = None) -> tuple[list[TaskBoard], list[OverallRow]]:
     """The task boards and the overall table of the chosen runs."""
-    boards = task_boards(collect_rows(store, runs))
+    scores = example_scores(store, chosen_cells(store, runs))
+    boards = task_boards(collect_rows(store, runs, scores), scores)
     return boards, overall(boards)
 
 

@@ -40,6 +40,7 @@ from harness.report.leaderboard import (
     format_metric,
     format_number,
     json_schema,
+    SIGNIFICANCE_NOTES,
     metric_order,
     resolve_runs,
     to_csv,
@@ -55,6 +56,24 @@ INPUT_CHARS = 600  # inputs are truncated on the drill-down page; references and
 CARD_FILE = "card.json"
 # Two adapters "disagree" on an example when their scores differ by this share of the score scale.
 DISAGREEMENT = 0.25
+SPECTRAL_NOTE = (
+    "Singular values of each adapter's weight update ΔW show how many directions it really uses: a fast decay "
+    "(effective rank well below the nominal rank r) means most of the rank is unused, and stable rank, "
+    "‖ΔW‖²_F/‖ΔW‖²₂, is a noise-robust count of the same. Unusual: an effective rank pinned at r in every layer "
+    "(the update may want more rank), a relative update ‖ΔW‖_F/‖W₀‖_F far above the other layers, or intruder "
+    "dimensions — singular vectors of the tuned weight that match none of the base's (Shuttleworth et al. 2024), "
+    "linked to forgetting."
+)
+
+
+def format_signed(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:+.{digits}f}"
+
+
+def format_p(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 # ------------------------------------------------------------------------------------ naming
@@ -364,12 +383,14 @@ def _spectra(store: Store, rows: Sequence[LeaderboardRow]) -> list[figures.Adapt
         if row.adapter_hash and row.adapter_hash not in seen:
             records = store.spectra(row.adapter_hash)
             if records:
-                seen[row.adapter_hash] = figures.AdapterSpectrum(row.adapter, row.method, row.rank, records, row.adapter_hash)
+                seen[row.adapter_hash] = figures.AdapterSpectrum(row.adapter, row.method_name, row.rank, records, row.adapter_hash)
     return list(seen.values())
 
 
 def _spectral_figures(spectra: Sequence[figures.AdapterSpectrum], prefix: str) -> list[Figure]:
     return _present(
+        _figure(figures.singular_value_decay(spectra), f"{prefix}-decay"),
+        _figure(figures.effective_rank_plot(spectra), f"{prefix}-effective-rank"),
         _figure(figures.spectral_heatmap(spectra, "stable_rank"), f"{prefix}-stable-rank"),
         _figure(figures.spectral_heatmap(spectra, "relative_update"), f"{prefix}-relative-update"),
         _figure(figures.intruder_bars(spectra), f"{prefix}-intruders"),
@@ -395,10 +416,14 @@ def _environment() -> Any:
         sortvalue=lambda value: "" if value is None else repr(float(value)),
         slug=lambda text: slug(text),
         json=lambda value: json.dumps(value),
+        signed=format_signed,
+        pvalue=format_p,
     )
     env.globals.update(
         adapter_page=adapter_page, examples_page=examples_page, task_page=task_page,
         cost_columns=COST_COLUMNS, timing_columns=TIMING_COLUMNS,
+        significance_note_1=SIGNIFICANCE_NOTES[0], significance_note_2=SIGNIFICANCE_NOTES[1],
+        spectral_note=SPECTRAL_NOTE,
     )  # fmt: skip
     return env
 

@@ -99,7 +99,7 @@ def _batches(host: AdapterHost, items: Sequence[R], adapter: Callable[[R], str |
 
 @contextmanager
 def _timed(recorder: Any | None, prompt_tokens: list[int]) -> Iterator[Any]:
-    """The batch's timing record (harness.diagnostics.timing.TimingRecorder), or None when nobody times."""
+    """The batch's timing record (harness.diagnostics.recorder.TimingRecorder), or None when nobody times."""
     with recorder.batch(prompt_tokens) if recorder is not None else nullcontext() as record:
         yield record
 
@@ -116,7 +116,7 @@ def generate_until(host: AdapterHost, requests: Sequence[GenRequest], settings: 
                    recorder: Any | None = None) -> None:
     """Generate for every request; `on_result` is called as soon as each one finishes.
 
-    `recorder` (a harness.diagnostics.timing.TimingRecorder) times each batch when given.
+    `recorder` (a harness.diagnostics.recorder.TimingRecorder) times each batch when given.
     """
     import torch
 

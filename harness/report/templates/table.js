@@ -56,4 +56,28 @@
   }
 
   document.querySelectorAll("table.sortable").forEach(install);
+
+  // Filters (method, base, rank) hide rows whose data-* value differs; checkboxes show column groups
+  // (per-field metrics, cost and timing) that the table hides by default so it fits the page.
+  function installFilters(box) {
+    var table = document.getElementById(box.getAttribute("data-table"));
+    if (!table) return;
+    var selects = box.querySelectorAll("select[data-filter]");
+    function apply() {
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+        var shown = Array.prototype.every.call(selects, function (select) {
+          return select.value === "" || row.getAttribute("data-" + select.getAttribute("data-filter")) === select.value;
+        });
+        row.hidden = !shown;
+      });
+    }
+    Array.prototype.forEach.call(selects, function (select) { select.addEventListener("change", apply); });
+    box.querySelectorAll("input[data-toggle]").forEach(function (box) {
+      box.addEventListener("change", function () {
+        table.classList.toggle("hide-" + box.getAttribute("data-toggle"), !box.checked);
+      });
+    });
+  }
+
+  document.querySelectorAll(".filters[data-table]").forEach(installFilters);
 })();
