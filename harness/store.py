@@ -11,7 +11,7 @@ Tables
 - timings:     per cell, the timing summary as JSON
 - spectra:     per adapter weights hash, per layer diagnostics as JSON
 - cost_profiles: per (base, adapter, task, settings, probe) the adapter's cost measured alone
-               (harness.diagnostics.cost_profile); the base model's adapter_hash is ''
+               (harness.run.cost_profile); the base model's adapter_hash is ''
 
 Only the process that owns the store writes to it (executors stream results back to the driver).
 """

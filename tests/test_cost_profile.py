@@ -8,7 +8,7 @@ import pytest
 from helpers_models import adapter_factory, single_thread, tiny_llama  # noqa: F401
 from helpers_tasks import CLS_TASK, GEN_TASK, make_task
 
-from harness.diagnostics import cost_profile
+from harness.run import cost_profile
 from harness.report.leaderboard import collect_rows
 from harness.run.matrix import execute
 from harness.spec import ModelSpec, RunSpec

@@ -72,3 +72,16 @@ def test_the_vectorised_bootstrap_equals_scipy_on_each_resample() -> None:
     draws = [spearmanr(x[i], y[i]).statistic for i in index if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0]
     assert rho == pytest.approx(spearmanr(x, y).statistic)
     assert (low, high) == pytest.approx((np.percentile(draws, 2.5), np.percentile(draws, 97.5)))
+
+
+def test_the_report_shows_the_correlations_on_the_task_page_and_exports_them(tmp_path) -> None:
+    from harness.report.site import task_page, write_report
+
+    store = _store(tmp_path, 6)
+    out = tmp_path / "site"
+    write_report(store, out)
+    page = (out / task_page("t")).read_text(encoding="utf-8")
+    expected = spearmanr(STABLE_RANKS, SCORES).statistic
+    assert "Do spectral diagnostics predict accuracy?" in page and f"{expected:+.2f}" in page
+    exported = (out / "spectral_quality.md").read_text(encoding="utf-8")
+    assert f"| t | b | accuracy | stable rank | 6 | {expected:+.2f} [" in exported

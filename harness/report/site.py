@@ -6,6 +6,7 @@
     out/examples/<task>/<adapter>.html  drill-down: input, reference, prediction, score, differences
     out/assets/                         plotly.min.js (once), report.css, table.js, examples.js
     out/leaderboard.{csv,json,md}       exports (+ leaderboard.schema.json, the JSON's schema)
+    out/spectral_quality.md             Spearman correlations of spectral diagnostics with quality, per task
 
 Jinja2 autoescaping is on for every template: predictions, references, inputs, error messages and
 adapter names are escaped wherever they appear. Tasks marked `private` (real people's resumes)
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import HarnessError
-from harness.report import figures
+from harness.report import figures, spectral_quality
 from harness.report.leaderboard import (
     COLUMN_FORMATS,
     COST_COLUMNS,
@@ -472,10 +473,11 @@ def write_report(store: Store, out: Path, runs: Sequence[str] | None = None) -> 
         spectral=_spectral_figures(spectra, "fig-index"),
         training=_present(_figure(figures.training_curves(curves), "fig-index-training")), **common,
     ))  # fmt: skip
+    correlations = {board.task: spectral_quality.task_correlations(store, board) for board in boards}
     for board in boards:
         _write(out / task_page(board.task), env.get_template("task.html").render(
             root="../", title=f"{board.task} leaderboard", board=board, spec=specs[board.task],
-            figures=_task_figures(board), **common,
+            figures=_task_figures(board), spectral_quality=correlations[board.task], **common,
         ))  # fmt: skip
         for row in board.rows:
             if row.status == "done":
@@ -493,6 +495,7 @@ def write_report(store: Store, out: Path, runs: Sequence[str] | None = None) -> 
             **common,
         ))  # fmt: skip
     _write_exports(out, boards, overall_rows, run_list)
+    _write(out / "spectral_quality.md", spectral_quality.to_markdown([r for rows in correlations.values() for r in rows]))
     return out / "index.html"
 
 

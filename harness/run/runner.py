@@ -236,7 +236,7 @@ class GroupRunner:
             return [self.fail_cell(task, adapter, str(error)) for adapter in variants]
         jobs = [self._prepare_cell(cell, plan, base, attached) for cell in plan.cells]
         if self.spec.cost_profile:  # each adapter alone on a probe set, once per weights and settings
-            from harness.diagnostics.cost_profile import ProbeTarget, profile_adapters
+            from harness.run.cost_profile import ProbeTarget, profile_adapters
 
             targets = [ProbeTarget(job.cell.adapter.name if job.cell.adapter else None, job.adapter_hash) for job in jobs]
             profile_adapters(self.store, host, plan.task, plan.settings, plan.prompts, base.weights_hash, targets, self.spec.batch_size)
