@@ -462,7 +462,7 @@ class Store:
         return json.loads(row["summary_json"]) if row else None
 
     def set_spectra(self, adapter_hash: str, records: Sequence[Mapping[str, Any]]) -> None:
-        """Per-layer records of one adapter's weights (harness.diagnostics.spectral.to_records), replacing older ones."""
+        """Per-layer records of one adapter's weights (harness.diagnostics.spectral_output.to_records), replacing older ones."""
         with self.transaction() as connection:
             connection.execute("DELETE FROM spectra WHERE adapter_hash=?", (adapter_hash,))
             connection.executemany(

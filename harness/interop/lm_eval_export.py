@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from harness.errors import HarnessError
+from harness.metrics.filters import RAW_SUFFIX
 from harness.spec import Example, TaskSpec
 
 UTILS_HEADER = '''"""Written by `harness export-lm-eval`: lm-eval scores these tasks with harness.metrics (needs `pip install harness`)."""
@@ -133,7 +134,8 @@ def metric_keys(task: TaskSpec) -> list[str]:
         if not metric.names:
             raise HarnessError(f"Metric '{name}' of task '{task.name}' names its score keys only when run; export tasks with built-in metrics.")
         keys += [key for key in metric.names if key not in keys]
-    return keys
+    # with output filters, scoring stores the raw text's scores beside the filtered ones (metrics/filters.py)
+    return keys + [key + RAW_SUFFIX for key in keys] if task.filters else keys
 
 
 def aggregation_name(task: str, key: str) -> str:

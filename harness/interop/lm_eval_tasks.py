@@ -248,11 +248,9 @@ def module_for(host: Any, adapter: str | None) -> Any:
         raise CellError("lm-eval tasks need a causal or seq2seq model, not an encoder; pick a generative --model.")
     if adapter is None:
         return host.base.model
-    route = host.route([adapter])
+    route = host.route_alone(adapter)
     if route.prefix is not None:
         raise CellError(f"Adapter '{adapter}' is a prompt-tuning adapter, which lm-eval's HFLM cannot run on a shared base; evaluate it with our own tasks.")
-    if route.adapter_names is not None:  # a LoRA in the host's shared PeftModel: make it the active one
-        route.module.set_adapter(adapter)
     return route.module
 
 

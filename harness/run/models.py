@@ -738,6 +738,18 @@ class AdapterHost:
             return Route(wrapper.get_base_model(), prefix=prompt.detach().to(self.base.dtype))
         return Route(wrapper)
 
+    def route_alone(self, name: str) -> Route:
+        """A Route whose module answers as adapter `name` when called directly, outside the engine's batches.
+
+        lm-eval's HFLM calls the module itself, so neither adapter_names nor the batched multi-LoRA
+        hook applies: PEFT's active adapter must be `name`.
+        """
+        self._require(name)
+        if self.adapters[name].mixable:
+            self._lora.set_adapter(name)
+            return Route(self._lora)
+        return self.route([name])
+
     def _mixed_route(self, adapters: Sequence[str | None]) -> Route:
         """Batched multi-LoRA when asked for and every adapter of the batch qualifies, else PEFT's loop."""
         if self.multi_lora == "batched":

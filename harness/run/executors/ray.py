@@ -91,7 +91,9 @@ class GroupFailed:
 
 Message = StoreOp | ProgressStart | ProgressAdvance | GroupDone | GroupFailed
 # The writes GroupRunner (and the lm-eval bridge) make; the driver applies nothing else.
-WRITES = frozenset({"set_cell_examples", "add_prediction", "set_metrics", "set_example_scores", "set_timing", "set_cell_status", "set_spectra"})
+WRITES = frozenset(
+    {"set_cell_examples", "add_prediction", "set_metrics", "set_example_scores", "set_timing", "set_cell_status", "set_spectra", "set_cost_profile"}
+)
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,22 @@ class RemoteStore:
 
     def set_spectra(self, adapter_hash: str, records: Sequence[Mapping[str, Any]]) -> None:
         self._emit(StoreOp("set_spectra", None, (adapter_hash, [dict(record) for record in records])))
+
+    # Reads the snapshot does not carry: answered "nothing stored", so the worker measures again and the
+    # driver's write replaces the same row (spectra and cost profiles are keyed by content, not by run).
+    def earlier_timing(self, cell_id: int) -> dict[str, Any] | None:
+        return None
+
+    def spectra(self, adapter_hash: str) -> list[dict[str, Any]]:
+        return []
+
+    def cost_profile(self, base_hash: str, adapter_hash: str | None, task: str, settings: Mapping[str, Any], probe_key: str) -> None:
+        return None
+
+    def set_cost_profile(
+        self, base_hash: str, adapter_hash: str | None, task: str, settings: Mapping[str, Any], probe_key: str, profile: Mapping[str, Any]
+    ) -> None:
+        self._emit(StoreOp("set_cost_profile", None, (base_hash, adapter_hash, task, dict(settings), probe_key, dict(profile))))
 
 
 def _remote_progress(emit: Callable[[Message], None]) -> Progress:
