@@ -247,3 +247,15 @@ def test_real_smollm2_two_steps(tmp_path: Path) -> None:
     assert card.base == "smollm2-135m" and card.steps == 2 and card.truncated_examples >= 1
     assert card.trainable_params == 30 * 16 * (576 + 576 + 576 + 192 + 576 + 192 + 576 + 576)
     assert 0 < card.best_dev_loss < 10 and card.best_dev_loss == min(loss for _, loss in card.dev_loss)
+
+
+def test_encoder_heads_train_the_pooler_with_the_classifier(tiny_bert) -> None:
+    """BERT's tanh pooler sits between [CLS] and the classifier: frozen under LoRA it blocks learning."""
+    from transformers import AutoModelForSequenceClassification
+
+    from harness.zoo.recipes import encoder_heads
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    assert encoder_heads(model) == ("classifier", "pooler.dense")
+    model.bert.pooler = None
+    assert encoder_heads(model) == ("classifier",)

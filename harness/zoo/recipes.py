@@ -63,13 +63,15 @@ class TrainBudget(Frozen):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
-# MiniLM (22M) on short GLUE sentences: 100 steps of 16 (1600 examples), a 128-sentence dev pass every 25
-# steps: ~35 s of training per adapter on 2 cores, so the 28 GLUE rank adapters train in ~20 min. Measured on
-# SST-2 lora_r8: lr 1e-3 x 50 steps left dev loss at 0.66 (barely off chance, 0.69); lr 3e-3 reaches 0.35 at
-# step 100 (0.32 at step 200).
+# MiniLM (22M) on GLUE: 4000 examples (the whole train split when smaller), one epoch of batches of 16
+# (<= 250 steps), lr 2e-3, a 128-sentence dev pass every 50 steps; the recipes put LoRA on every BERT linear
+# layer and the pooler is trained with the head (`encoder_heads`). Measured with lora_r8 on the full dev sets,
+# fp32 on 1 thread: SST-2 0.833 accuracy (255 s of training), MRPC 0.723 accuracy / 0.809 F1 (~520 s), CoLA
+# still all "acceptable" (MCC 0, 8551 examples, ~340 s). The old budget (1600 examples, 100 steps, lr 3e-3,
+# frozen pooler, LoRA on query/value) learnt only the class prior on MRPC, CoLA and RTE, 0.77-0.80 on SST-2.
 ENCODER_BUDGET = TrainBudget(
-    max_train_examples=1600, max_dev_examples=128, max_seq_length=128, epochs=1.0, learning_rate=3e-3,
-    batch_size=16, grad_accum=1, eval_steps=25, patience=3,
+    max_train_examples=4000, max_dev_examples=128, max_seq_length=128, epochs=1.0, learning_rate=2e-3,
+    batch_size=16, grad_accum=1, eval_steps=50, patience=3,
 )
 
 
@@ -165,17 +167,30 @@ def _per_family(recipe: Recipe, table: dict[str, tuple[str, ...]], model_type: s
     )
 
 
+def encoder_heads(model: Any) -> tuple[str, ...]:
+    """The classifier, and the pooler's dense layer when the encoder has a pooler: BERT's tanh pooler sits
+    between the [CLS] state and the classifier, and outside `modules_to_save` it stays frozen under LoRA.
+    `pooler.dense` and not `pooler`: PEFT's mixed-batch forward (the engine's multi-LoRA batches) only
+    accepts Linear-like modules_to_save, and the dense layer holds all of the pooler's parameters."""
+    body = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    return ("classifier", "pooler.dense") if getattr(body, "pooler", None) is not None else ("classifier",)
+
+
 def target_modules(recipe: Recipe, model_type: str) -> list[str]:
     return _per_family(recipe, recipe.targets, model_type, "targets")
 
 
-def peft_config(recipe: Recipe, kind: ModelKind, model_type: str, task: TaskSpec, tokenizer_path: str) -> Any:
-    """The PEFT config this recipe asks for on a model of this kind and type."""
+def peft_config(recipe: Recipe, kind: ModelKind, model_type: str, task: TaskSpec, tokenizer_path: str,
+                encoder_heads: tuple[str, ...] = ("classifier",)) -> Any:
+    """The PEFT config this recipe asks for on a model of this kind and type.
+
+    `encoder_heads`: the modules an encoder trains in full and saves with the adapter (see `encoder_heads`).
+    """
     import peft
 
     task_type = PEFT_TASK_TYPES[kind]
     # An encoder gets a fresh classifier head: it must be trained and saved with the adapter.
-    save = ["classifier"] if kind == "encoder" else None
+    save = list(encoder_heads) if kind == "encoder" else None
     if recipe.method == "prompt_tuning":
         return peft.PromptTuningConfig(
             task_type=task_type, num_virtual_tokens=recipe.num_virtual_tokens,

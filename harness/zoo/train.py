@@ -7,8 +7,9 @@ on what, for how long, with which losses). What it does, and why:
 * Causal LMs learn the completion only: labels are -100 on the prompt and on padding, and EOS is
   appended to a generation target so the model learns to stop. The prompt is tokenized on its own,
   as the engine tokenizes it at inference time. Seq2seq models get the prompt as encoder input.
-* Encoders (MiniLM) are trained as sequence classifiers; the fresh head is saved with the adapter
-  (`modules_to_save=["classifier"]`).
+* Encoders (MiniLM) are trained as sequence classifiers; the fresh head, and the pooler in front of it
+  when the encoder has one, are trained in full and saved with the adapter
+  (`modules_to_save=["classifier", "pooler.dense"]`).
 * Dev loss every `eval_steps` optimizer steps, early stopping after `patience` evaluations without
   improvement, the best checkpoint restored at the end. Tasks without a dev split hold out the tail
   of their train split.
@@ -40,7 +41,7 @@ from pydantic import Field
 
 from harness.errors import HarnessError
 from harness.run.models import MINILM, SMOLLM2, LoadedBase, load_base
-from harness.zoo.recipes import Recipe, TrainBudget, get_recipe, peft_config
+from harness.zoo.recipes import Recipe, TrainBudget, encoder_heads, get_recipe, peft_config
 from harness.registry import PROJECT_ROOT, task_registry
 from harness.spec import Example, Frozen, ModelSpec, TaskSpec
 
@@ -251,7 +252,9 @@ def build_peft_model(recipe: Recipe, base: LoadedBase, task: TaskSpec, seed: int
     if recipe.load_in_4bit:
         keep_4bit_trainable(model)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    config = peft_config(recipe, base.kind, model.config.model_type, task, tokenizer_path=str(model.name_or_path))
+    config = peft_config(
+        recipe, base.kind, model.config.model_type, task, tokenizer_path=str(model.name_or_path), encoder_heads=encoder_heads(model)
+    )
     transformers.set_seed(seed)
     try:
         peft_model = get_peft_model(model, config)
