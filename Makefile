@@ -56,7 +56,12 @@ zoo: install
 	for t in dialogsum hcm_qa; do for r in lora_r16 prompt_tuning_n20; do \
 	  test -f adapters_zoo/smollm2-135m/$$t/$$r/card.json || $(HARNESS) train --recipe $$r --task $$t --model smollm2-135m --train-limit 160 || exit 1; done; done
 
+# Each script prints ratios against its anchor from one run; run them on an otherwise idle machine.
 bench: install
+	$(PY) bench/cached_rerun.py
+	$(PY) bench/multi_lora_step.py
+	$(PY) bench/decode_speed.py
+	$(PY) bench/serve_load.py
 	$(PY) bench/sweep_vs_lmeval.py --k 4 8
 	$(PY) bench/spectral_vs_weightwatcher.py --ranks 16 64
 	$(PY) bench/timing_overhead.py
