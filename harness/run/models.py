@@ -35,7 +35,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
 from harness.errors import CellError, HarnessError
-from harness.run.adapter_checks import check_finite
+from harness.run.adapter_checks import check_finite, sha256_file
 from harness.spec import AdapterSpec, ModelKind, ModelSpec
 
 if TYPE_CHECKING:
@@ -468,14 +468,6 @@ def _share_clone(module: Any) -> Any:
     return copy.deepcopy(module, memo)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class _AdapterFiles:
     config: dict[str, Any]
@@ -640,7 +632,7 @@ class AdapterHost:
         attached = AttachedAdapter(
             name=adapter.name, path=Path(adapter.path), method=method, rank=files.config.get("r"),
             hot_swappable=hot, mixable=hot and not files.config.get("use_dora", False),
-            weights_hash=_sha256_file(files.weights), trainable_params=files.numel, config=files.config,
+            weights_hash=sha256_file(files.weights), trainable_params=files.numel, config=files.config,
         )
         self._attach(adapter, attached)
         self.adapters[adapter.name] = attached
