@@ -18,7 +18,6 @@ requests could not be answered fails with the client's one sentence; re-running 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from typing import Any
 from harness.data import load_examples
 from harness.errors import HarnessError
 from harness.prompts import render
+from harness.run.adapter_checks import WEIGHT_FILES, sha256_file
 from harness.run.cells import CellOutcome, Progress, RunResult, cell_key, folder_bytes
 from harness.serve.client import Answer, EndpointClient, EndpointError, EndpointOptions
 from harness.spec import PROMPT_VERSION, Frozen, TaskSpec, stable_hash
@@ -153,14 +153,9 @@ def _unknown(endpoint: str, name: str, entries: dict[str, Any]) -> str:
 
 def adapter_weights_hash(folder: Path) -> str:
     """sha256 of the adapter's weights file: the same hash `harness run` and `harness serve` use."""
-    for name in ("adapter_model.safetensors", "adapter_model.bin"):
-        path = folder / name
-        if path.is_file():
-            digest = hashlib.sha256()
-            with path.open("rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-            return digest.hexdigest()
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return sha256_file(folder / name)
     raise HarnessError(f"Adapter folder '{folder}' has no adapter_model.safetensors; pass a saved PEFT adapter folder.")
 
 

@@ -28,7 +28,6 @@ Ray is an optional extra (`pip install harness[ray]`) and is imported lazily.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.run.adapter_checks import WEIGHT_FILES, sha256_file
 from harness.run.cells import BASE_LABEL, CellOutcome, Progress, cell_key, record_failed_cell
 from harness.spec import AdapterSpec, RunSpec, stable_hash
 from harness.store import Prediction, Store
@@ -264,14 +264,9 @@ def split_groups(spec: RunSpec, run_id: str, tasks: Sequence[Any], slots: int) -
 
 def adapter_file_hash(adapter: AdapterSpec) -> str | None:
     """sha256 of the adapter's weights file, the hash AdapterHost records; None when there is none."""
-    for name in ("adapter_model.safetensors", "adapter_model.bin"):
-        path = Path(adapter.path) / name
-        if path.is_file():
-            digest = hashlib.sha256()
-            with path.open("rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-            return digest.hexdigest()
+    for name in WEIGHT_FILES:
+        if (Path(adapter.path) / name).is_file():
+            return sha256_file(Path(adapter.path) / name)
     return None
 
 
