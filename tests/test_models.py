@@ -230,3 +230,15 @@ def test_dense_state_dict_dequantizes_4bit_weights(tiny_llama: Path) -> None:
         again = base.model(input_ids=ids).logits
     assert torch.allclose(after, before, rtol=0, atol=1e-2 * before.abs().max().item())
     assert torch.equal(logits, again)  # reading the weights left the module's own quant state alone
+
+
+def test_dtype_name_matches_what_loading_resolves(monkeypatch) -> None:
+    """The cached path names the dtype without torch; it must be the dtype load_base would use."""
+    from harness.spec import ModelSpec
+
+    for device, dtype in [("cpu", "auto"), ("auto", "auto"), ("cpu", "bfloat16"), ("auto", "float16")]:
+        spec = ModelSpec(name="m", device=device, dtype=dtype)
+        assert models.dtype_name(spec) == str(models.resolve_dtype(dtype, models.resolve_device(device))).removeprefix("torch.")
+    # with an accelerator node present, "auto" asks torch (which says CPU here: no CUDA build or device)
+    monkeypatch.setattr(models, "ACCELERATOR_NODES", ("/",))
+    assert models.dtype_name(ModelSpec(name="m")) == str(models.resolve_dtype("auto", models.resolve_device("auto"))).removeprefix("torch.")

@@ -214,8 +214,9 @@ def test_a_cached_rerun_loads_no_weights(tiny_llama, adapter_factory, tasks_dir,
         execute(spec.model_copy(update={"limit": 5}), store)
 
 
-def test_a_cached_rerun_imports_neither_transformers_nor_peft(tiny_llama, adapter_factory, tasks_dir, tmp_path) -> None:
-    """Importing transformers costs more than the rest of a cached re-run: a plain prompt needs no tokenizer."""
+def test_a_cached_rerun_imports_neither_torch_nor_transformers_nor_peft(tiny_llama, adapter_factory, tasks_dir, tmp_path) -> None:
+    """Importing torch or transformers costs more than the rest of a cached re-run: a plain prompt needs no
+    tokenizer, and a CPU device needs no torch to name its dtype."""
     store = tmp_path / "s.sqlite"
     adapter = adapter_factory(tiny_llama, "causal", "lora", seed=1)
     first = harness_run(tiny_llama, adapter, tasks_dir, store)
@@ -223,10 +224,10 @@ def test_a_cached_rerun_imports_neither_transformers_nor_peft(tiny_llama, adapte
     script = (
         "import sys; from harness.cli import main; sys.argv = sys.argv[1:]\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
-        "print(sorted(m for m in ('transformers', 'peft') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"
     )
     command = [sys.executable, "-c", script, "harness", "run", "--task", "rel_gen", "--model", str(tiny_llama), "--adapter", str(adapter),
-               "--include-path", str(tasks_dir), "--store", str(store), "--batch-size", "1"]
+               "--include-path", str(tasks_dir), "--store", str(store), "--batch-size", "1", "--device", "cpu"]
     again = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"})
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip().splitlines()[-1] == "[]"

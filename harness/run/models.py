@@ -194,6 +194,27 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+# Device nodes of the accelerators `torch.cuda` drives (NVIDIA, ROCm, WSL): with none of them present
+# torch.cuda.is_available() is False whatever torch build is installed.
+ACCELERATOR_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def dtype_name(spec: ModelSpec) -> str:
+    """The name of the dtype `load_base` will use ("float32", ...), importing torch only when it must.
+
+    A cached re-run needs this name for its prediction keys and nothing else of torch, whose import
+    costs more than the rest of such a run: an explicit dtype, a CPU device, or "auto" on a machine
+    without an accelerator device node are answered without it.
+    """
+    if spec.dtype != "auto":
+        return spec.dtype
+    if spec.device.startswith("cpu"):
+        return "float32"
+    if spec.device == "auto" and not any(os.path.exists(node) for node in ACCELERATOR_NODES):
+        return "float32"
+    return str(resolve_dtype(spec.dtype, resolve_device(spec.device))).removeprefix("torch.")
+
+
 def _quantization(spec: ModelSpec, device: torch.device) -> Any:
     if not spec.load_in_4bit:
         return None
@@ -327,7 +348,7 @@ class KnownBase:
     """What a prediction key needs of a base, known without loading its weights."""
 
     kind: ModelKind
-    dtype: torch.dtype
+    dtype: str  # "float32", ...: dtype_name
     weights_hash: str
     tokenizer: Any
 
@@ -349,8 +370,9 @@ def known_base(spec: ModelSpec, num_labels: int | None = None, with_tokenizer: b
         if config is None:
             return None
         kind = detect_kind(config)
-    dtype = resolve_dtype(spec.dtype, resolve_device(spec.device))
-    key = _hash_key(source, extra=f"{kind}|{dtype}|{spec.load_in_4bit}|{num_labels}")
+    dtype = dtype_name(spec)
+    # the key load_base computes, whose dtype part is str(torch.dtype): "torch.float32"
+    key = _hash_key(source, extra=f"{kind}|torch.{dtype}|{spec.load_in_4bit}|{num_labels}")
     value = _cached_hash(key, _hash_cache_files(source))
     if value is None:
         return None
