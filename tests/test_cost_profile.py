@@ -36,7 +36,15 @@ def test_each_adapter_gets_its_own_profile_once(tiny_llama, adapter_factory, tas
     one = adapter_factory(tiny_llama, "causal", "lora", seed=1)
     two = adapter_factory(tiny_llama, "causal", "lora", seed=2)
     store = Store(tmp_path / "s.sqlite")
-    first = execute(_spec(tiny_llama, [one, two], limit=6), store)
+    streams: dict[str, list[int]] = {}  # description -> [total, advanced]
+
+    def progress(description: str, total: int):
+        streams[description] = [total, 0]
+        return lambda n: streams[description].__setitem__(1, streams[description][1] + n)
+
+    first = execute(_spec(tiny_llama, [one, two], limit=6), store, progress=progress)
+    # profiling is reported (minutes with many adapters before the first prediction), one step per adapter
+    assert streams["tiny_gen: cost profiles"] == [3, 3] and streams["tiny_cls: cost profiles"] == [3, 3]
     profiles = {(o.task, o.adapter): store.cell_cost_profile(o.cell_id) for o in first.outcomes}
     assert len(profiles) == 6 and all(p is not None for p in profiles.values())  # base + 2 adapters, 2 tasks
     for (task, _), profile in profiles.items():
@@ -49,8 +57,10 @@ def test_each_adapter_gets_its_own_profile_once(tiny_llama, adapter_factory, tas
         raise AssertionError("a stored cost profile was measured again")
 
     monkeypatch.setattr(cost_profile, "measure", measured_again)
-    again = execute(_spec(tiny_llama, [one, two], limit=6).model_copy(update={"batch_size": 2}), store)
+    streams.clear()
+    again = execute(_spec(tiny_llama, [one, two], limit=6).model_copy(update={"batch_size": 2}), store, progress=progress)
     assert [o.status for o in again.outcomes] == ["done"] * 6
+    assert not any("cost profiles" in description for description in streams)  # nothing left to measure
 
     rows = collect_rows(store, [again.run_id])
     assert {row.cost_source for row in rows} == {"isolated"}

@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.diagnostics.recorder import percentile
 from harness.diagnostics.timers import make_timer
+from harness.run.cells import Progress
 from harness.spec import GenerationSettings, TaskSpec, stable_hash
 from harness.store import Store
 
@@ -127,16 +128,22 @@ def profile_adapters(
     base_hash: str,
     targets: Sequence[ProbeTarget],
     batch_size: int,
+    progress: Progress | None = None,
 ) -> dict[str | None, CostProfile]:
-    """Measure and store the profile of every target the store does not hold yet; returns those measured."""
+    """Measure and store the profile of every target the store does not hold yet; returns those measured.
+
+    `progress` hears one step per adapter measured: with many adapters this takes minutes before the
+    first prediction, and a CI log must not look stuck meanwhile."""
     if not prompts:
         return {}
     key = probe_key(str(host.base.device))
+    missing = [t for t in targets if store.cost_profile(base_hash, t.adapter_hash, task.name, settings, key) is None]
+    advance = progress(f"{task.name}: cost profiles", len(missing)) if progress and missing else None
     measured: dict[str | None, CostProfile] = {}
-    for target in targets:
-        if store.cost_profile(base_hash, target.adapter_hash, task.name, settings, key) is not None:
-            continue
+    for target in missing:
         profile = measure(host, task, settings["output_type"], prompts, target.adapter, batch_size)
         store.set_cost_profile(base_hash, target.adapter_hash, task.name, settings, key, asdict(profile))
         measured[target.adapter] = profile
+        if advance:
+            advance(1)
     return measured

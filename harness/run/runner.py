@@ -239,7 +239,7 @@ class GroupRunner:
             from harness.run.cost_profile import ProbeTarget, profile_adapters
 
             targets = [ProbeTarget(job.cell.adapter.name if job.cell.adapter else None, job.adapter_hash) for job in jobs]
-            profile_adapters(self.store, host, plan.task, plan.settings, plan.prompts, base.weights_hash, targets, self.spec.batch_size)
+            profile_adapters(self.store, host, plan.task, plan.settings, plan.prompts, base.weights_hash, targets, self.spec.batch_size, self.progress)
         computed, stream = self._compute_missing(host, plan, jobs)
         costs = self._costs(host, attached)
         work = {job.cell_id: _work(self._fresh(job)) for job in jobs}
