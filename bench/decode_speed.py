@@ -61,7 +61,8 @@ def main() -> None:
     from harness.data import load_examples
     from harness.prompts import render
     from harness.registry import task_registry
-    from harness.run.models import AdapterHost, load_base
+    from harness.run.adapter_host import AdapterHost
+    from harness.run.loading import load_base
     from harness.spec import ModelSpec
 
     torch.set_num_threads(1)

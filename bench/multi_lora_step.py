@@ -66,7 +66,7 @@ def step_variants(host, texts: list[str], mixed: list[str | None]) -> tuple[dict
     import torch
 
     from harness.run.kv_cache import growing_cache
-    from harness.run.models import encode, positions
+    from harness.run.forward import encode, positions
 
     enc = encode(host.base, texts)
     pos = positions(enc["attention_mask"])
@@ -94,7 +94,7 @@ def step_variants(host, texts: list[str], mixed: list[str | None]) -> tuple[dict
 
 def prefill_variants(host, texts: list[str], mixed: list[str | None]) -> dict[str, Callable[[], object]]:
     from harness.run import multi_lora
-    from harness.run.models import encode, positions
+    from harness.run.forward import encode, positions
 
     enc = encode(host.base, texts)
     pos = positions(enc["attention_mask"])
@@ -149,7 +149,8 @@ def main() -> None:
 
     import torch
 
-    from harness.run.models import AdapterHost, load_base
+    from harness.run.adapter_host import AdapterHost
+    from harness.run.loading import load_base
     from harness.spec import AdapterSpec, ModelSpec
 
     torch.set_num_threads(1)

@@ -53,9 +53,9 @@ class Timing:
 
 
 def load_smollm2() -> Any:
-    """SmolLM2-135M through harness.run.models when it is there, else straight from the packaged GGUF."""
+    """SmolLM2-135M through harness.run.loading when it is there, else straight from the packaged GGUF."""
     try:
-        from harness.run.models import load_base
+        from harness.run.loading import load_base
         from harness.spec import ModelSpec
 
         return load_base(ModelSpec(name="smollm2-135m", dtype="float32", device="cpu")).model

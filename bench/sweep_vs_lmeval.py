@@ -149,7 +149,8 @@ def overhead(adapters: list[Path], prompts: list[tuple[str, str]], batch_size: i
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     from harness.run import engine
-    from harness.run.models import AdapterHost, load_base
+    from harness.run.adapter_host import AdapterHost
+    from harness.run.loading import load_base
     from harness.spec import AdapterSpec, GenerationSettings, ModelSpec
 
     torch.manual_seed(0)
@@ -220,7 +221,7 @@ def main() -> None:
                         "only comparable within one machine and session")
     args = parser.parse_args()
 
-    from harness.run.models import smollm2_folder
+    from harness.run.bases import smollm2_folder
 
     base_folder = smollm2_folder()
     prompts = rendered_prompts(args.examples)

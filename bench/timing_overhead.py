@@ -14,7 +14,7 @@ on both alike. Three figures come out:
   mean batch time; this one is immune to the machine's noise.
 
 Usage:  python bench/timing_overhead.py [--rounds 3] [--batches 2] [--new-tokens 8] [--threads 1] [--tiny]
-Uses the embedded SmolLM2-135M through harness.run.models when it loads, else a tiny random Llama.
+Uses the embedded SmolLM2-135M through harness.run.loading when it loads, else a tiny random Llama.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class OverheadResult:
 
 def _smollm2() -> tuple[str, Any] | None:
     try:
-        from harness.run.models import load_base
+        from harness.run.loading import load_base
         from harness.spec import ModelSpec
 
         base = load_base(ModelSpec(name="smollm2-135m", device="cpu", dtype="float32"))

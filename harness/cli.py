@@ -105,7 +105,7 @@ def models() -> None:
 
     from rich.table import Table
 
-    from harness.run.models import MINILM, SMOLLM2, cache_root
+    from harness.run.bases import MINILM, SMOLLM2, cache_root
 
     table = Table(title="base models (any Hugging Face id or local folder works too)")
     for column in ("name", "kind", "weights", "state"):
@@ -464,7 +464,8 @@ def diagnose(
         raise HarnessError("--intruders compares the adapted weights with the base's; pass --model too.")
     base_weights, token_text = None, None
     if model:
-        from harness.run.models import dense_state_dict, load_base
+        from harness.run.base_weights import dense_state_dict
+        from harness.run.loading import load_base
         from harness.spec import ModelSpec
 
         base = load_base(ModelSpec(name=model))

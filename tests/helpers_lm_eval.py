@@ -14,7 +14,7 @@ def lm_eval_model_folder(tmp: Path) -> Path:
     are plain safetensors, so a copy of the config without it, beside links to the other files,
     is the same model.
     """
-    from harness.run.models import smollm2_folder
+    from harness.run.bases import smollm2_folder
 
     source = smollm2_folder()
     tmp.mkdir(parents=True, exist_ok=True)

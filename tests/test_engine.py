@@ -20,7 +20,8 @@ from harness.run.engine import (
     multiple_choice,
 )
 from harness.errors import HarnessError
-from harness.run.models import AdapterHost, load_base
+from harness.run.adapter_host import AdapterHost
+from harness.run.loading import load_base
 from harness.spec import AdapterSpec, GenerationSettings, ModelSpec
 
 PROMPTS = [

@@ -10,7 +10,8 @@ from helpers_lm_eval import lm_eval_model_folder
 from helpers_models import make_adapter
 
 from harness.interop import lm_eval_tasks as lm_eval_bridge
-from harness.run import models
+from harness.run import loading
+from harness.run.bases import smollm2_folder
 from harness.zoo.adapters import resolve_adapters
 from harness.interop.lm_eval_tasks import LM_EVAL_PREFIX, metric_values, resolve_lm_eval_task
 from harness.run.matrix import execute
@@ -51,7 +52,7 @@ def lm_tasks(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def smollm2_adapters(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    base = models.smollm2_folder()
+    base = smollm2_folder()
     return [make_adapter(base, tmp_path_factory.mktemp(f"smol_lora{seed}"), "causal", "lora", seed=seed) for seed in (1, 2)]
 
 
@@ -64,8 +65,8 @@ def test_lm_eval_task_on_our_model_matches_lm_eval_with_peft(lm_tasks, smollm2_a
     from lm_eval.tasks import TaskManager
 
     loads: list[str] = []
-    real_load = models.load_base
-    monkeypatch.setattr(models, "load_base", lambda spec, **kw: loads.append(spec.name) or real_load(spec, **kw))
+    real_load = loading.load_base
+    monkeypatch.setattr(loading, "load_base", lambda spec, **kw: loads.append(spec.name) or real_load(spec, **kw))
     spec = RunSpec(tasks=("lm_eval:tiny_qa",), model=ModelSpec(name="smollm2-135m"), adapters=tuple(resolve_adapters(smollm2_adapters)), limit=4, batch_size=4)
     store = Store(tmp_path / "s.sqlite")
     result = execute(spec, store, include_paths=[lm_tasks])

@@ -10,20 +10,22 @@ import pytest
 import torch
 from helpers_models import adapter_factory, make_llama, single_thread, tiny_bert, tiny_llama, tiny_t5  # noqa: F401
 
-from harness.run import models
 from harness.errors import CellError, HarnessError
-from harness.run.models import AdapterHost, last_logits, load_base, state_dict_hash
+from harness.run import base_weights, loading
+from harness.run.adapter_host import AdapterHost, AttachedAdapter, last_logits
+from harness.run.base_weights import state_dict_hash
+from harness.run.loading import LoadedBase, load_base
 from harness.spec import AdapterSpec, ModelSpec
 
 PROMPTS = ["hello world", "the quick brown fox jumps over", "a resume lists name email"]
 
 
 @pytest.fixture()
-def llama_base(tiny_llama: Path) -> models.LoadedBase:
+def llama_base(tiny_llama: Path) -> LoadedBase:
     return load_base(ModelSpec(name=str(tiny_llama)))
 
 
-def test_load_causal_folder(llama_base: models.LoadedBase, tiny_llama: Path) -> None:
+def test_load_causal_folder(llama_base: LoadedBase, tiny_llama: Path) -> None:
     assert llama_base.kind == "causal"
     assert llama_base.tokenizer.padding_side == "left"
     assert llama_base.tokenizer.pad_token is not None
@@ -39,7 +41,7 @@ def test_weights_hash_cached_by_file_identity(tiny_llama: Path, monkeypatch: pyt
     def no_rehash(model: object) -> str:
         raise AssertionError("a reload must not rehash the weights")
 
-    monkeypatch.setattr(models, "state_dict_hash", no_rehash)
+    monkeypatch.setattr(base_weights, "state_dict_hash", no_rehash)  # weights_hash looks it up here
     assert load_base(ModelSpec(name=str(tiny_llama))).weights_hash == first.weights_hash
 
 
@@ -69,16 +71,16 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _add(base: models.LoadedBase, path: Path, name: str = "x", allow_pickle: bool = False) -> models.AttachedAdapter:
+def _add(base: LoadedBase, path: Path, name: str = "x", allow_pickle: bool = False) -> AttachedAdapter:
     return AdapterHost(base).add(AdapterSpec(path=path, name=name, allow_pickle=allow_pickle))
 
 
-def test_missing_folder(llama_base: models.LoadedBase, tmp_path: Path) -> None:
+def test_missing_folder(llama_base: LoadedBase, tmp_path: Path) -> None:
     with pytest.raises(CellError, match="Adapter 'x': folder .* does not exist"):
         _add(llama_base, tmp_path / "nope")
 
 
-def test_missing_and_invalid_config(llama_base: models.LoadedBase, tiny_llama: Path, adapter_factory, tmp_path: Path) -> None:
+def test_missing_and_invalid_config(llama_base: LoadedBase, tiny_llama: Path, adapter_factory, tmp_path: Path) -> None:
     folder = _copy(adapter_factory(tiny_llama, "causal"), tmp_path / "a")
     (folder / "adapter_config.json").write_text("{not json")
     with pytest.raises(CellError, match="is not a valid PEFT config"):
@@ -88,7 +90,7 @@ def test_missing_and_invalid_config(llama_base: models.LoadedBase, tiny_llama: P
         _add(llama_base, folder)
 
 
-def test_weights_missing_pickled_and_corrupt(llama_base: models.LoadedBase, tiny_llama: Path, adapter_factory, tmp_path: Path) -> None:
+def test_weights_missing_pickled_and_corrupt(llama_base: LoadedBase, tiny_llama: Path, adapter_factory, tmp_path: Path) -> None:
     folder = _copy(adapter_factory(tiny_llama, "causal"), tmp_path / "a")
     weights = folder / "adapter_model.safetensors"
     good = weights.read_bytes()
@@ -108,7 +110,7 @@ def test_weights_missing_pickled_and_corrupt(llama_base: models.LoadedBase, tiny
     assert _add(llama_base, folder, allow_pickle=True).method == "LORA"
 
 
-def test_adapter_for_another_base(llama_base: models.LoadedBase, adapter_factory, tmp_path: Path) -> None:
+def test_adapter_for_another_base(llama_base: LoadedBase, adapter_factory, tmp_path: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     wide = tmp_path / "wide"
@@ -120,7 +122,7 @@ def test_adapter_for_another_base(llama_base: models.LoadedBase, adapter_factory
         _add(llama_base, adapter_factory(wide, "causal"))
 
 
-def test_target_modules_absent(llama_base: models.LoadedBase, tiny_llama: Path, adapter_factory, tmp_path: Path) -> None:
+def test_target_modules_absent(llama_base: LoadedBase, tiny_llama: Path, adapter_factory, tmp_path: Path) -> None:
     folder = _copy(adapter_factory(tiny_llama, "causal"), tmp_path / "a")
     config = json.loads((folder / "adapter_config.json").read_text())
     config["target_modules"] = ["c_attn"]
@@ -129,7 +131,7 @@ def test_target_modules_absent(llama_base: models.LoadedBase, tiny_llama: Path, 
         _add(llama_base, folder)
 
 
-def test_attached_adapter_fields(llama_base: models.LoadedBase, tiny_llama: Path, adapter_factory) -> None:
+def test_attached_adapter_fields(llama_base: LoadedBase, tiny_llama: Path, adapter_factory) -> None:
     host = AdapterHost(llama_base)
     lora = host.add(AdapterSpec(path=adapter_factory(tiny_llama, "causal", r=4), name="l4"))
     dora = host.add(AdapterSpec(path=adapter_factory(tiny_llama, "causal", "dora"), name="d"))
@@ -148,7 +150,7 @@ def test_attached_adapter_fields(llama_base: models.LoadedBase, tiny_llama: Path
         host.add(AdapterSpec(path=adapter_factory(tiny_llama, "causal"), name="l4"))
 
 
-def test_base_stays_pure(llama_base: models.LoadedBase, tiny_llama: Path, adapter_factory) -> None:
+def test_base_stays_pure(llama_base: LoadedBase, tiny_llama: Path, adapter_factory) -> None:
     before = state_dict_hash(llama_base.model)
     host = AdapterHost(llama_base)
     plain = last_logits(host, [None] * 3, PROMPTS)
@@ -162,7 +164,7 @@ def test_base_stays_pure(llama_base: models.LoadedBase, tiny_llama: Path, adapte
     torch.testing.assert_close(mixed[[0, 2]], plain[[0, 2]], rtol=0, atol=1e-6)
 
 
-def test_probe(llama_base: models.LoadedBase, tiny_llama: Path, adapter_factory) -> None:
+def test_probe(llama_base: LoadedBase, tiny_llama: Path, adapter_factory) -> None:
     host = AdapterHost(llama_base)
     host.add(AdapterSpec(path=adapter_factory(tiny_llama, "causal"), name="real"))
     host.add(AdapterSpec(path=adapter_factory(tiny_llama, "causal", init_lora_weights=True), name="zero"))
@@ -214,7 +216,7 @@ def test_load_in_4bit_with_lora(tiny_llama: Path, adapter_factory) -> None:
 
 
 def test_dense_state_dict_dequantizes_4bit_weights(tiny_llama: Path) -> None:
-    from harness.run.models import dense_state_dict
+    from harness.run.base_weights import dense_state_dict
 
     full = load_base(ModelSpec(name=str(tiny_llama))).model.state_dict()
     base = load_base(ModelSpec(name=str(tiny_llama), load_in_4bit=True))
@@ -238,7 +240,7 @@ def test_dtype_name_matches_what_loading_resolves(monkeypatch) -> None:
 
     for device, dtype in [("cpu", "auto"), ("auto", "auto"), ("cpu", "bfloat16"), ("auto", "float16")]:
         spec = ModelSpec(name="m", device=device, dtype=dtype)
-        assert models.dtype_name(spec) == str(models.resolve_dtype(dtype, models.resolve_device(device))).removeprefix("torch.")
+        assert loading.dtype_name(spec) == str(loading.resolve_dtype(dtype, loading.resolve_device(device))).removeprefix("torch.")
     # with an accelerator node present, "auto" asks torch (which says CPU here: no CUDA build or device)
-    monkeypatch.setattr(models, "ACCELERATOR_NODES", ("/",))
-    assert models.dtype_name(ModelSpec(name="m")) == str(models.resolve_dtype("auto", models.resolve_device("auto"))).removeprefix("torch.")
+    monkeypatch.setattr(loading, "ACCELERATOR_NODES", ("/",))
+    assert loading.dtype_name(ModelSpec(name="m")) == str(loading.resolve_dtype("auto", loading.resolve_device("auto"))).removeprefix("torch.")

@@ -11,7 +11,9 @@ from helpers_models import adapter_factory, single_thread, tiny_bert, tiny_llama
 
 from harness.run import multi_lora
 from harness.run.engine import GenRequest, GenResult, generate_until
-from harness.run.models import AdapterHost, encode, load_base, positions
+from harness.run.adapter_host import AdapterHost
+from harness.run.forward import encode, positions
+from harness.run.loading import load_base
 from harness.spec import AdapterSpec, GenerationSettings, ModelSpec
 
 ZOO = Path(__file__).resolve().parent.parent / "adapters_zoo" / "smollm2-135m" / "resume_json"

@@ -22,7 +22,8 @@ from helpers_tasks import GEN_TASK, make_task, task_body
 from harness.errors import HarnessError
 from harness.gate.inputs import require_done
 from harness.registry import task_registry
-from harness.run import models
+from harness.run import loading
+from harness.run.adapter_host import AdapterHost
 from harness.run.matrix import execute
 from harness.spec import ModelSpec, RunSpec
 from harness.store import Store
@@ -170,7 +171,7 @@ def test_nan_weights_fail_their_cells_naming_the_tensor(tiny_llama, adapter_fact
 
 def test_non_finite_probe_logits_fail_the_cell(tiny_llama, adapter_factory, tasks_dir, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HARNESS_TASKS_PATH", str(tasks_dir))
-    monkeypatch.setattr(models.AdapterHost, "probe", lambda self, name, prompts: float("nan"))  # fault injection
+    monkeypatch.setattr(AdapterHost, "probe", lambda self, name, prompts: float("nan"))  # fault injection
     adapter = adapter_factory(tiny_llama, "causal", "lora", seed=1)
     result = execute(spec_for(tiny_llama, [adapter]), Store(tmp_path / "s.sqlite"))
     failed = [o for o in result.outcomes if o.status == "failed"]
@@ -205,7 +206,7 @@ def test_a_cached_rerun_loads_no_weights(tiny_llama, adapter_factory, tasks_dir,
     def no_load(*args, **kwargs):
         raise AssertionError("the base was loaded although every prediction is stored")
 
-    monkeypatch.setattr(models, "load_base", no_load)
+    monkeypatch.setattr(loading, "load_base", no_load)  # the runner imports it from there when it loads
     again = execute(spec, store)
     assert [o.status for o in again.outcomes] == ["done", "done"] and sum(o.computed for o in again.outcomes) == 0
     assert [o.metrics for o in again.outcomes] == [o.metrics for o in first.outcomes]

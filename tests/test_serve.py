@@ -21,7 +21,8 @@ from harness.prompts import render
 from harness.registry import task_registry
 from harness.run import engine
 from harness.run.matrix import execute
-from harness.run.models import AdapterHost, load_base
+from harness.run.adapter_host import AdapterHost
+from harness.run.loading import load_base
 from harness.serve.client import EndpointOptions
 from harness.serve.endpoint_runner import EndpointRunSpec, ServedAdapter, execute_endpoint
 from harness.serve.task_endpoint import json_result

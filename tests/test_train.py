@@ -48,7 +48,7 @@ def _reloaded_logits(result: TrainResult, base_dir: Path, batch: dict[str, Any])
     import torch
     from peft import PeftModel
 
-    from harness.run.models import load_base
+    from harness.run.loading import load_base
 
     card = result.card
     base = load_base(ModelSpec(name=str(base_dir), load_in_4bit=card.load_in_4bit),
@@ -104,7 +104,7 @@ def test_bad_recipe_names_file_and_field(tmp_path: Path) -> None:
 
 def test_loss_only_on_completion_with_eos(tiny_llama: Path) -> None:
     from harness.data import load_examples
-    from harness.run.models import load_base
+    from harness.run.loading import load_base
     from harness.registry import task_registry
 
     task = task_registry().get("hcm_qa")

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.errors import HarnessError
-from harness.run.models import AdapterHost, LoadedBase, Route, encode, positions, with_prefix
+from harness.run.adapter_host import AdapterHost
+from harness.run.forward import Route, encode, positions, with_prefix
+from harness.run.loading import LoadedBase
 from harness.spec import GenerationSettings
 
 if TYPE_CHECKING:

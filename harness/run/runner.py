@@ -61,7 +61,7 @@ class BaseFacts:
 
     @classmethod
     def of(cls, known: Any, spec: RunSpec) -> BaseFacts:
-        """From a LoadedBase or a models.KnownBase (both have kind, dtype, weights_hash, tokenizer)."""
+        """From a LoadedBase or a loading.KnownBase (both have kind, dtype, weights_hash, tokenizer)."""
         dtype = str(known.dtype).removeprefix("torch.")
         return cls(known.kind, dtype, spec.model.load_in_4bit, known.weights_hash, known.tokenizer)
 
@@ -132,7 +132,7 @@ class GroupRunner:
         hash, the adapters' file hashes); when a fact is unknown without loading, the model path runs.
         """
         from harness.run.adapter_checks import adapter_facts
-        from harness.run.models import known_base
+        from harness.run.loading import known_base
 
         if not tasks or self.spec.spectral:  # spectra need the base's weights
             return None
@@ -160,7 +160,8 @@ class GroupRunner:
 
     def _with_model(self, tasks: Sequence[TaskSpec], lm_eval_tasks: Sequence[Any], usable: Sequence[AdapterSpec]) -> list[CellOutcome]:
         from harness.interop.lm_eval_tasks import run_lm_eval_cells
-        from harness.run.models import AdapterHost, load_base
+        from harness.run.adapter_host import AdapterHost
+        from harness.run.loading import load_base
 
         loaded = load_base(self.spec.model, num_labels=self._num_labels(tasks))
         host = AdapterHost(loaded, multi_lora=self.spec.multi_lora)
@@ -206,7 +207,7 @@ class GroupRunner:
         """
         from harness.diagnostics.spectral import diagnose
         from harness.diagnostics.spectral_output import to_records
-        from harness.run.models import dense_state_dict
+        from harness.run.base_weights import dense_state_dict
 
         weights = dense_state_dict(base.model)
         for info in attached.values():

@@ -32,7 +32,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.run.models import AdapterHost, positions, with_prefix
+from harness.run.adapter_host import AdapterHost
+from harness.run.forward import positions, with_prefix
 from harness.serve.decoding import RowText, SamplingParams, eos_ids, next_token, row_generator
 
 if TYPE_CHECKING:

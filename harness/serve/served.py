@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.run.models import AdapterHost
+from harness.run.adapter_host import AdapterHost
 from harness.serve.scheduler import Scheduler, SchedulerLimits
 from harness.spec import AdapterSpec, ModelSpec
 
@@ -74,7 +74,7 @@ def parse_adapter_args(values: Sequence[str]) -> list[AdapterSpec]:
 def load_served(model: str, adapters: Sequence[AdapterSpec], dtype: str = "float32", device: str = "auto",
                 limits: SchedulerLimits = SchedulerLimits()) -> Served:
     """Load the base once and attach every adapter; a bad adapter stops the server before it starts."""
-    from harness.run.models import load_base
+    from harness.run.loading import load_base
 
     base = load_base(ModelSpec(name=model, dtype=dtype, device=device))  # type: ignore[arg-type]
     if base.kind != "causal":

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from harness.errors import HarnessError
-from harness.run.models import MINILM, SMOLLM2, LoadedBase, load_base
+from harness.run.bases import MINILM, SMOLLM2
+from harness.run.loading import LoadedBase, load_base
 from harness.zoo.recipes import Recipe, TrainBudget, encoder_heads, get_recipe, peft_config
 from harness.registry import PROJECT_ROOT, task_registry
 from harness.spec import Example, Frozen, ModelSpec, TaskSpec
