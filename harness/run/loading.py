@@ -160,9 +160,15 @@ def load_base(spec: ModelSpec, num_labels: int | None = None) -> LoadedBase:
     tokenizer = _load_tokenizer(AutoTokenizer, source, kind, spec.trust_remote_code)
     return LoadedBase(
         spec=spec, model=model, tokenizer=tokenizer, kind=kind, device=device, dtype=dtype,
-        weights_hash=weights_hash(model, source, extra=f"{kind}|{dtype}|{spec.load_in_4bit}|{num_labels}"),
+        weights_hash=weights_hash(model, source, extra=_hash_options(kind, str(dtype).removeprefix("torch."), spec, num_labels)),
         name=spec.name, num_parameters=sum(p.numel() for p in model.parameters()),
     )
+
+
+def _hash_options(kind: ModelKind, dtype: str, spec: ModelSpec, num_labels: int | None) -> str:
+    """The load options a base's weights hash is cached under: load_base and known_base must agree on it.
+    (Written "torch.float32" as str(torch.dtype) gave it, so hashes cached before stay valid.)"""
+    return f"{kind}|torch.{dtype}|{spec.load_in_4bit}|{num_labels}"
 
 
 def _load_tokenizer(auto: Any, source: str, kind: ModelKind, trust_remote_code: bool) -> Any:
@@ -202,8 +208,7 @@ def known_base(spec: ModelSpec, num_labels: int | None = None, with_tokenizer: b
             return None
         kind = detect_kind(config)
     dtype = dtype_name(spec)
-    # the key load_base computes, whose dtype part is str(torch.dtype): "torch.float32"
-    value = cached_weights_hash(source, extra=f"{kind}|torch.{dtype}|{spec.load_in_4bit}|{num_labels}")
+    value = cached_weights_hash(source, extra=_hash_options(kind, dtype, spec, num_labels))
     if value is None:
         return None
     tokenizer = None
