@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from harness.errors import HarnessError
 from harness.report import figures, spectral_quality
+from harness.report.export import export_model, json_schema, to_json
 from harness.report.leaderboard import (
     COLUMN_FORMATS,
     COST_COLUMNS,
@@ -35,17 +36,14 @@ from harness.report.leaderboard import (
     OverallRow,
     TaskBoard,
     build,
-    export_model,
     format_bytes,
     format_count,
     format_metric,
     format_number,
-    json_schema,
     SIGNIFICANCE_NOTES,
     metric_order,
     resolve_runs,
     to_csv,
-    to_json,
     to_markdown,
 )
 from harness.spec import Example, TaskSpec
