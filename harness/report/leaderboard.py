@@ -33,7 +33,7 @@ from typing import Any, Literal
 from harness.errors import HarnessError
 from harness.metrics.base import MetricValue
 from harness.metrics.intervals import KNOWN_PROPORTIONS, IntervalKind, honest_all, interval_kind, small_sample_warning
-from harness.report.degenerate import Flag, degenerate_flags, gold_labels
+from harness.report.degenerate import Flag, degenerate_flags, gold_labels, task_is_private
 from harness.report.rows import base_description, display_name, method_label
 from harness.report.significance import PairResult, Significance, significance
 from harness.store import CellRow, Store
@@ -260,7 +260,7 @@ def _honest_metrics(stored: dict[str, MetricValue], scores: dict[str, dict[str, 
 def _flags(store: Store, cell: CellRow, metrics: dict[str, MetricValue]) -> tuple[Flag, ...]:
     predictions = store.cell_predictions(cell.cell_id)
     gold = gold_labels(cell.task, cell.split, [p.example_id for p in predictions]) if predictions else None
-    return tuple(degenerate_flags([p.prediction for p in predictions], gold, metrics))
+    return tuple(degenerate_flags([p.prediction for p in predictions], gold, metrics, show_text=not task_is_private(cell.task)))
 
 
 def _cost(store: Store, cell: CellRow) -> tuple[dict[str, Any], str]:
