@@ -536,12 +536,16 @@ def publish(
     runs: Annotated[Optional[list[str]], typer.Option("--runs", help="Run id(s) or prefixes to include (default: all).")] = None,
     out: Annotated[Path, typer.Option(help="Folder of the committed reference leaderboard.")] = Path("reports"),
     store: StoreOption = None,
+    root: Annotated[
+        Optional[Path],
+        typer.Option(help="Checkout the adapter paths are written relative to, and whose git commit is recorded (default: the working folder)."),
+    ] = None,
 ) -> None:
     """Write the committable leaderboard: leaderboard.md/.csv/.json, its schema, spectral_quality.md and manifest.json (no prediction text)."""
     from harness.report.publish import publish as write_published
     from harness.store import Store
 
-    for path in write_published(Store(store), out, runs or None):
+    for path in write_published(Store(store), out, runs or None, root):
         typer.echo(str(path))
     typer.echo(f"rebuild its HTML with: harness report --from {out / 'leaderboard.json'} --out {out / 'html'}")
 
