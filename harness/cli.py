@@ -511,15 +511,44 @@ def serve(
 @app.command()
 def report(
     runs: Annotated[Optional[list[str]], typer.Option("--runs", help="Run id(s) or prefixes to include (default: all).")] = None,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("reports"),
+    out: Annotated[Path, typer.Option(help="Output folder (never the folder of a published reference).")] = Path("reports/html"),
     store: StoreOption = None,
+    from_export: Annotated[
+        Optional[Path],
+        typer.Option("--from", help="Rebuild from a leaderboard.json (`harness publish`) instead of a store: no drill-downs, no spectra."),
+    ] = None,
 ) -> None:
     """Write the HTML leaderboard (index.html, a page per task and adapter, drill-downs, CSV/JSON/MD exports)."""
-    from harness.report.site import write_report
+    from harness.report.site import write_report, write_report_from_export
+
+    if from_export is not None:
+        if runs or store:
+            raise HarnessError("--from rebuilds the report from a leaderboard.json, which already names its runs; drop --runs and --store.")
+        index = write_report_from_export(from_export, out)
+    else:
+        from harness.store import Store
+
+        index = write_report(Store(store), out, runs or None)
+    typer.echo(f"report written: {index.resolve()}")
+
+
+@app.command()
+def publish(
+    runs: Annotated[Optional[list[str]], typer.Option("--runs", help="Run id(s) or prefixes to include (default: all).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder of the committed reference leaderboard.")] = Path("reports"),
+    store: StoreOption = None,
+    root: Annotated[
+        Optional[Path],
+        typer.Option(help="Checkout the adapter paths are written relative to, and whose git commit is recorded (default: the working folder)."),
+    ] = None,
+) -> None:
+    """Write the committable leaderboard: leaderboard.md/.csv/.json, its schema, spectral_quality.md and manifest.json (no prediction text)."""
+    from harness.report.publish import publish as write_published
     from harness.store import Store
 
-    index = write_report(Store(store), out, runs or None)
-    typer.echo(f"report written: {index.resolve()}")
+    for path in write_published(Store(store), out, runs or None, root):
+        typer.echo(str(path))
+    typer.echo(f"rebuild its HTML with: harness report --from {out / 'leaderboard.json'} --out {out / 'html'}")
 
 
 # gate -------------------------------------------------------------------------------------

@@ -368,6 +368,14 @@ class Store:
                 [(cell_id, position, example_id, key) for position, (example_id, key) in enumerate(pairs)],
             )
 
+    def cell_example_keys(self, cell_id: int) -> list[tuple[str, str]]:
+        """(example id, prediction key) of each example the cell planned, in order: what it was scored on,
+        without reading any prediction text."""
+        rows = self.connection.execute(
+            "SELECT example_id, prediction_key FROM cell_examples WHERE cell_id=? ORDER BY position", (cell_id,)
+        )
+        return [(row["example_id"], row["prediction_key"]) for row in rows]
+
     # predictions --------------------------------------------------------------------------
     def existing_keys(self, keys: Iterable[str]) -> set[str]:
         keys = list(keys)

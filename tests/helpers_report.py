@@ -170,3 +170,12 @@ def build_demo_store(path: Path, adapters_dir: Path) -> DemoRun:
     store.finish_run(RUN_ID, "failed")
     private = tuple(json.loads(e.references[0])["name"] for e in real) + tuple(e.inputs["resume"][40:90] for e in real)
     return DemoRun(store, RUN_ID, adapters_dir, private)
+
+
+def add_constant_private_cell(run: DemoRun) -> str:
+    """A finished resume_json_real cell (lora_r8) whose every prediction is one real person's gold
+    answer: the constant-output flag would quote it. Returns that text, which nothing may show."""
+    real = load_examples(task_registry().get("resume_json_real"), limit=3)
+    text = real[0].references[0]
+    _add_cell(run.store, "resume_json_real", ADAPTERS["lora_r8"], real, [text] * len(real), run.adapters_dir)
+    return text

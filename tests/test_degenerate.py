@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.metrics.base import MetricValue
-from harness.report.degenerate import constant_output, degenerate_flags, majority_rate
+from harness.report.degenerate import constant_output, degenerate_flags, majority_rate, task_is_private
 
 
 def test_constant_output_needs_two_equal_predictions() -> None:
@@ -31,3 +31,13 @@ def test_mcc_interval_holding_zero_is_flagged_and_unknown_gold_only_checks_const
     flags = degenerate_flags(["1", "0", "1"], ["1", "1", "0"], {"mcc": MetricValue(0.1, -0.3, 0.5)})
     assert [flag.kind for flag in flags] == ["majority"]
     assert degenerate_flags(["x", "y"], None, {"accuracy": MetricValue(0.5, 0.1, 0.9)}) == []
+
+
+def test_a_private_task_s_constant_answer_is_flagged_without_quoting_it() -> None:
+    answer = '{"name": "A Real Person", "email": "a@example.org"}'
+    (flag,) = degenerate_flags([answer] * 3, None, {}, show_text=False)
+    assert flag.kind == "constant" and "A Real Person" not in flag.text and "private" in flag.text
+    assert "A Real Person" in degenerate_flags([answer] * 3, None, {})[0].text
+    # a task the registry does not know may have held private data: its text is kept out too
+    assert task_is_private("resume_json_real") and task_is_private("lm_eval:not_a_known_task")
+    assert not task_is_private("glue_sst2")

@@ -14,8 +14,8 @@ from helpers_report import ATTRIBUTE_INJECTION, ERROR_INJECTION, RUN_ID, SCRIPT_
 from harness.errors import HarnessError
 from harness.metrics.base import MetricValue
 from harness.report import figures
+from harness.report.export import LeaderboardExport
 from harness.report.leaderboard import (
-    LeaderboardExport,
     LeaderboardRow,
     TaskBoard,
     best_values,

@@ -7,7 +7,8 @@ look respectable (MRPC: 0.68). Two checks, each a `Flag` the pages and exports s
   interval, so the cell is not shown to beat always answering the most common label; for MCC the
   constant rule scores 0, so an interval that holds 0 is flagged the same way.
 Gold labels come from the task's data (the report already loads it for the drill-down); when the
-task is unknown to the registry only the constant check runs.
+task is unknown to the registry only the constant check runs. The constant flag quotes the prediction
+except on private tasks (and tasks the registry does not know): it reaches pages and committed exports.
 """
 
 from __future__ import annotations
@@ -52,12 +53,15 @@ def _inside(value: float, interval: MetricValue) -> bool:
 
 
 def degenerate_flags(
-    predictions: Sequence[str], gold: Sequence[str] | None, metrics: Mapping[str, MetricValue]
+    predictions: Sequence[str], gold: Sequence[str] | None, metrics: Mapping[str, MetricValue], show_text: bool = True
 ) -> list[Flag]:
-    """The constant and majority-baseline flags of one finished cell."""
+    """The constant and majority-baseline flags of one finished cell; `show_text=False` (a private task)
+    keeps the constant prediction out of the flag, which pages and committed exports show."""
     flags = []
     constant = constant_output(predictions)
-    if constant is not None:
+    if constant is not None and not show_text:
+        flags.append(Flag("constant", f"all {len(predictions)} predictions are the same (not shown: the task is private)"))
+    elif constant is not None:
         shown = constant if len(constant) <= SHOWN_CHARS else constant[:SHOWN_CHARS] + "…"
         flags.append(Flag("constant", f"all {len(predictions)} predictions are the same: {shown!r}"))
     majority = majority_rate(gold) if gold else None
@@ -69,6 +73,18 @@ def degenerate_flags(
     if gold and mcc is not None and _inside(0.0, mcc):
         flags.append(Flag("majority", "MCC's 95% interval holds 0, the score of a constant answer"))
     return flags
+
+
+@lru_cache(maxsize=64)
+def task_is_private(task: str) -> bool:
+    """Whether a task's text must stay off every page and export: marked `private`, or unknown to the
+    registry (an lm-eval task, or one removed since the run, may have held private data)."""
+    from harness.registry import task_registry
+
+    try:
+        return task_registry().get(task).private
+    except HarnessError:
+        return True
 
 
 @lru_cache(maxsize=32)

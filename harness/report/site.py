@@ -8,6 +8,10 @@
     out/leaderboard.{csv,json,md}       exports (+ leaderboard.schema.json, the JSON's schema)
     out/spectral_quality.md             Spearman correlations of spectral diagnostics with quality, per task
 
+`write_report` draws all of it from a results store. `write_report_from_export` rebuilds the index,
+task and adapter pages and the exports from a leaderboard.json alone (what `harness publish` commits):
+the same templates, minus what the export does not hold (drill-downs, spectra figures).
+
 Jinja2 autoescaping is on for every template: predictions, references, inputs, error messages and
 adapter names are escaped wherever they appear. Tasks marked `private` (real people's resumes)
 show field-level results only: no input, reference or prediction text reaches any page.
@@ -27,6 +31,7 @@ from typing import Any, Literal
 
 from harness.errors import HarnessError
 from harness.report import figures, spectral_quality
+from harness.report.export import boards_from_export, correlations_from_export, read_export, write_exports, write_text
 from harness.report.leaderboard import (
     COLUMN_FORMATS,
     COST_COLUMNS,
@@ -35,18 +40,13 @@ from harness.report.leaderboard import (
     OverallRow,
     TaskBoard,
     build,
-    export_model,
     format_bytes,
     format_count,
     format_metric,
     format_number,
-    json_schema,
     SIGNIFICANCE_NOTES,
     metric_order,
     resolve_runs,
-    to_csv,
-    to_json,
-    to_markdown,
 )
 from harness.spec import Example, TaskSpec
 from harness.store import Prediction, Store
@@ -55,6 +55,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC_FILES = ("report.css", "table.js", "examples.js")
 INPUT_CHARS = 600  # inputs are truncated on the drill-down page; references and predictions are not
 CARD_FILE = "card.json"
+# `harness publish` writes it; a folder holding one is a committed reference, never a report's output
+PUBLISHED_MARK = "manifest.json"
 # Two adapters "disagree" on an example when their scores differ by this share of the score scale.
 DISAGREEMENT = 0.25
 SPECTRAL_NOTE = (
@@ -429,11 +431,6 @@ def _environment() -> Any:
     return env
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 def _copy_assets(out: Path) -> None:
     assets = out / "assets"
     assets.mkdir(parents=True, exist_ok=True)
@@ -451,51 +448,104 @@ def _task_figures(board: TaskBoard) -> list[Figure]:
     )
 
 
+@dataclass
+class SiteData:
+    """What the pages are drawn from, whether read from a results store or from a leaderboard.json."""
+
+    boards: list[TaskBoard]
+    overall: list[OverallRow]
+    runs: list[str]
+    correlations: dict[str, list[spectral_quality.SpectralQuality]]  # task -> spectral-quality rows
+    spectra: list[figures.AdapterSpectrum] = field(default_factory=list)  # only a store holds them
+    examples_written: bool = True  # False: no drill-down pages exist, so no page may link to one
+
+
+def refuse_published_folder(out: Path) -> None:
+    """A folder with a manifest.json holds a committed reference (`harness publish`): the HTML would
+    overwrite its leaderboard files with whatever the store or the export holds now."""
+    if (Path(out) / PUBLISHED_MARK).exists():
+        raise HarnessError(
+            f"'{out}' holds a published reference leaderboard ({PUBLISHED_MARK}); write the HTML elsewhere "
+            "(the default is reports/html), or update the reference with `harness publish`."
+        )
+
+
 def write_report(store: Store, out: Path, runs: Sequence[str] | None = None) -> Path:
-    """Write the whole report folder and return the path of its index.html."""
+    """Write the whole report folder from a results store and return the path of its index.html."""
     out = Path(out)
+    refuse_published_folder(out)
     run_ids = resolve_runs(store, runs)
     boards, overall_rows = build(store, run_ids)
     if not boards:
         raise HarnessError(f"Results store '{store.path}' holds no cells yet; run `harness run` first, then `harness report`.")
-    out.mkdir(parents=True, exist_ok=True)
-    _copy_assets(out)
-    env = _environment()
     all_rows = [row for board in boards for row in board.rows]
+    data = SiteData(
+        boards, overall_rows, run_ids or [str(run["run_id"]) for run in store.runs()],
+        {board.task: spectral_quality.task_correlations(store, board) for board in boards}, _spectra(store, all_rows),
+    )  # fmt: skip
+    env = _environment()
+    index = write_pages(out, data, env)
     specs = {board.task: _task_spec(board.task) for board in boards}
-    run_list = run_ids or [str(run["run_id"]) for run in store.runs()]
-    spectra = _spectra(store, all_rows)
-    curves = [curve for rows in _by_adapter(all_rows).values() for curve in read_card(rows[0].adapter_path, rows[0].adapter).curves]
-    common = dict(runs=run_list, tasks=[board.task for board in boards])
-
-    _write(out / "index.html", env.get_template("index.html").render(
-        root="", title="PEFT leaderboard", boards=boards, overall=overall_rows, specs=specs,
-        spectral=_spectral_figures(spectra, "fig-index"),
-        training=_present(_figure(figures.training_curves(curves), "fig-index-training")), **common,
-    ))  # fmt: skip
-    correlations = {board.task: spectral_quality.task_correlations(store, board) for board in boards}
     for board in boards:
-        _write(out / task_page(board.task), env.get_template("task.html").render(
-            root="../", title=f"{board.task} leaderboard", board=board, spec=specs[board.task],
-            figures=_task_figures(board), spectral_quality=correlations[board.task], **common,
-        ))  # fmt: skip
         for row in board.rows:
             if row.status == "done":
                 page = examples_page_data(store, board, row, specs[board.task])
-                _write(out / examples_page(row), env.get_template("examples.html").render(
-                    root="../../", title=f"{board.task} · {row.adapter} examples", page=page, **common,
+                write_text(out / examples_page(row), env.get_template("examples.html").render(
+                    root="../../", title=f"{board.task} · {row.adapter} examples", page=page, **_common(data),
                 ))  # fmt: skip
-    for (base, adapter), rows in _by_adapter(all_rows).items():
-        own_spectra = [s for s in spectra if rows[0].adapter_hash and s.adapter_hash == rows[0].adapter_hash]
+    return index
+
+
+def write_report_from_export(source: Path, out: Path) -> Path:
+    """Rebuild the index, task and adapter pages from a leaderboard.json alone (no store, no predictions).
+
+    Lacks what the export does not hold: the example drill-downs and the spectra figures. Adapter
+    pages show card.json facts and loss curves when the adapter's folder exists from here."""
+    out = Path(out)
+    refuse_published_folder(out)
+    if Path(source).resolve().parent == out.resolve():
+        raise HarnessError(f"--out '{out}' is the folder '{source}' lies in; rebuilding there would overwrite it.")
+    export = read_export(Path(source))
+    boards, overall_rows = boards_from_export(export)
+    if not boards:
+        raise HarnessError(f"'{source}' holds no tasks; publish a store with finished cells first.")
+    data = SiteData(boards, overall_rows, list(export.runs), correlations_from_export(export), examples_written=False)
+    return write_pages(out, data, _environment())
+
+
+def _common(data: SiteData) -> dict[str, Any]:
+    return dict(runs=data.runs, tasks=[board.task for board in data.boards], examples_written=data.examples_written)
+
+
+def write_pages(out: Path, data: SiteData, env: Any) -> Path:
+    """The index, a page per task and per adapter, the assets and the exports; returns the index path."""
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_assets(out)
+    boards, common = data.boards, _common(data)
+    all_rows = [row for board in boards for row in board.rows]
+    specs = {board.task: _task_spec(board.task) for board in boards}
+    by_adapter = _by_adapter(all_rows)
+    curves = [curve for rows in by_adapter.values() for curve in read_card(rows[0].adapter_path, rows[0].adapter).curves]
+    write_text(out / "index.html", env.get_template("index.html").render(
+        root="", title="PEFT leaderboard", boards=boards, overall=data.overall, specs=specs,
+        spectral=_spectral_figures(data.spectra, "fig-index"),
+        training=_present(_figure(figures.training_curves(curves), "fig-index-training")), **common,
+    ))  # fmt: skip
+    for board in boards:
+        write_text(out / task_page(board.task), env.get_template("task.html").render(
+            root="../", title=f"{board.task} leaderboard", board=board, spec=specs[board.task],
+            figures=_task_figures(board), spectral_quality=data.correlations.get(board.task, []), **common,
+        ))  # fmt: skip
+    for (base, adapter), rows in by_adapter.items():
+        own_spectra = [s for s in data.spectra if rows[0].adapter_hash and s.adapter_hash == rows[0].adapter_hash]
         card = read_card(rows[0].adapter_path, adapter)
-        _write(out / adapter_page(rows[0]), env.get_template("adapter.html").render(
+        write_text(out / adapter_page(rows[0]), env.get_template("adapter.html").render(
             root="../", title=f"{adapter} ({base})", rows=rows, first=rows[0], boards={b.task: b for b in boards},
             spectral=_spectral_figures(own_spectra, "fig-adapter"), card=card,
             training=_present(_figure(figures.training_curves(card.curves, "training curves"), "fig-adapter-training")),
             **common,
         ))  # fmt: skip
-    _write_exports(out, boards, overall_rows, run_list)
-    _write(out / "spectral_quality.md", spectral_quality.to_markdown([r for rows in correlations.values() for r in rows]))
+    write_exports(out, boards, data.overall, data.runs, data.correlations)
     return out / "index.html"
 
 
@@ -504,10 +554,3 @@ def _by_adapter(rows: Sequence[LeaderboardRow]) -> dict[tuple[str, str], list[Le
     for row in rows:
         grouped.setdefault(row.key, []).append(row)
     return grouped
-
-
-def _write_exports(out: Path, boards: Sequence[TaskBoard], overall_rows: Sequence[OverallRow], runs: Sequence[str]) -> None:
-    _write(out / "leaderboard.csv", to_csv(boards))
-    _write(out / "leaderboard.json", to_json(export_model(boards, overall_rows, runs)))
-    _write(out / "leaderboard.schema.json", json_schema())
-    _write(out / "leaderboard.md", to_markdown(boards, overall_rows))
