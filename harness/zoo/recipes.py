@@ -69,6 +69,8 @@ class TrainBudget(Frozen):
 # fp32 on 1 thread: SST-2 0.833 accuracy (255 s of training), MRPC 0.723 accuracy / 0.809 F1 (~520 s), CoLA
 # still all "acceptable" (MCC 0, 8551 examples, ~340 s). The old budget (1600 examples, 100 steps, lr 3e-3,
 # frozen pooler, LoRA on query/value) learnt only the class prior on MRPC, CoLA and RTE, 0.77-0.80 on SST-2.
+# Ranks 16 and 64 override the learning rate (2e-3 x min(1, sqrt(4/r))): with alpha = 2r the update grows with
+# the rank, and at 2e-3 rank 64 collapsed to chance on SST-2 (see adapters_zoo/recipes/lora_r64.yaml).
 ENCODER_BUDGET = TrainBudget(
     max_train_examples=4000, max_dev_examples=128, max_seq_length=128, epochs=1.0, learning_rate=2e-3,
     batch_size=16, grad_accum=1, eval_steps=50, patience=3,
