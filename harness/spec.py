@@ -101,6 +101,9 @@ class TaskSpec(Frozen):
     few_shot_split: str = "train"
     # fields that hold real people's data: reports show field-level results only
     private: bool = False
+    # the in-domain task this one shifts from (resume_json_real: real resumes, adapters trained on synthetic
+    # ones): reports show each adapter's gap between the two (harness/report/domain_shift.py)
+    shift_of: str | None = Field(None, pattern=r"^[a-z0-9_]+$")
     # set by the registry: the folder the task.yaml was found in (for templates and plugins)
     folder: Path | None = None
 
@@ -118,6 +121,8 @@ class TaskSpec(Frozen):
         unknown_filters = [name for name in self.filters if name not in FILTERS]
         if unknown_filters:
             raise ValueError(f"filters names unknown filters {unknown_filters}; choose from {sorted(FILTERS)}")
+        if self.shift_of == self.name:
+            raise ValueError(f"shift_of names the task itself ('{self.name}'); name the in-domain task it shifts from")
         if self.eval_split not in self.splits:
             raise ValueError(f"eval_split '{self.eval_split}' is not one of splits {list(self.splits)}")
         return self
@@ -126,9 +131,9 @@ class TaskSpec(Frozen):
         """Hash of everything that changes what a model is asked (not the folder it lives in).
 
         Filters only change how answers are scored, so they are left out: adding one re-scores the
-        stored predictions instead of regenerating them.
+        stored predictions instead of regenerating them. `shift_of` only changes what reports compare.
         """
-        payload = self.model_dump(mode="json", exclude={"folder", "description", "filters"})
+        payload = self.model_dump(mode="json", exclude={"folder", "description", "filters", "shift_of"})
         return stable_hash(payload)
 
 

@@ -14,7 +14,7 @@ import pytest
 from helpers_report import RUN_ID, DemoRun, add_constant_private_cell, build_demo_store
 
 from harness.errors import HarnessError
-from harness.report import spectral_quality
+from harness.report import domain_shift, spectral_quality
 from harness.report.export import (
     SCHEMA_VERSION,
     LeaderboardExport,
@@ -23,6 +23,7 @@ from harness.report.export import (
     export_model,
     portable_path,
     read_export,
+    shifts_from_export,
     to_json,
 )
 from harness.report.leaderboard import build
@@ -30,7 +31,8 @@ from harness.report.publish import git_state
 from harness.report.site import task_page, write_report, write_report_from_export
 
 REPO = Path(__file__).resolve().parent.parent
-PUBLISHED = {"leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.schema.json", "spectral_quality.md", "manifest.json"}
+PUBLISHED = {"leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.schema.json", "spectral_quality.md", "domain_shift.md",
+             "manifest.json"}
 
 
 def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -77,7 +79,9 @@ def test_boards_round_trip_through_the_export(demo: tuple[DemoRun, str]) -> None
     assert {flag.kind for board in boards for row in board.rows for flag in row.flags} == {"constant", "majority"}
     assert any(row.status == "failed" for board in boards for row in board.rows)
     assert any(found.rho is not None for found in correlations["resume_json"])
-    export = LeaderboardExport.model_validate_json(to_json(export_model(boards, overall_rows, [RUN_ID], correlations)))
+    shifts = domain_shift.board_shifts(store, boards)
+    assert shifts["resume_json_real"]  # resume_json_real shifts from resume_json: its gaps travel too
+    export = LeaderboardExport.model_validate_json(to_json(export_model(boards, overall_rows, [RUN_ID], correlations, shifts=shifts)))
     rebuilt, rebuilt_overall = boards_from_export(export)
     assert [board.task for board in rebuilt] == [board.task for board in boards]
     for board, again in zip(boards, rebuilt):
@@ -87,6 +91,7 @@ def test_boards_round_trip_through_the_export(demo: tuple[DemoRun, str]) -> None
         assert (again.metric_names, again.best, again.notes) == (board.metric_names, board.best, board.notes)
     assert rebuilt_overall == overall_rows
     assert correlations_from_export(export) == correlations
+    assert shifts_from_export(export) == shifts
 
 
 def test_adapter_paths_under_the_working_folder_are_committed_relative(tmp_path: Path) -> None:

@@ -2,13 +2,14 @@
 
 The export holds everything the HTML pages draw from a TaskBoard and an OverallRow: each row's metrics
 with their interval and its kind, its flags with their kind, the significance order, tiers and every
-paired test keyed by (base, adapter), and each task's spectral-quality correlations. So
+paired test keyed by (base, adapter), each task's spectral-quality correlations and domain-shift gaps. So
 `boards_from_export` gives back boards equal to the ones it was written from, and the site can be
 rebuilt from committed files alone (`harness report --from`). No prediction, input or reference text
 is part of it. Its JSON Schema is written beside it as leaderboard.schema.json.
 
 Schema versions: 3 added flag kinds, each row's run status, the significance order, alpha and pair
-keys, overall n per task, spectral-quality rows, and adapter paths relative to the working folder.
+keys, overall n per task, spectral-quality rows, and adapter paths relative to the working folder;
+4 added each task's domain-shift rows (report/domain_shift.py).
 """
 
 from __future__ import annotations
@@ -24,16 +25,18 @@ from pydantic import BaseModel, Field, ValidationError
 from harness.errors import HarnessError
 from harness.metrics.base import MetricValue
 from harness.metrics.intervals import IntervalKind
-from harness.report import spectral_quality
+from harness.report import domain_shift, spectral_quality
 from harness.report.degenerate import Flag, FlagKind
+from harness.report.domain_shift import DomainShift, ShiftValue
 from harness.report.leaderboard import LeaderboardRow, OverallRow, TaskBoard, to_csv, to_markdown
 from harness.report.significance import ALPHA, PairResult, Significance, TestKind
 from harness.report.spectral_quality import SpectralQuality
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # A row's identity within a task, as the significance order and the pairs name it.
 RowKey = tuple[str, str]  # (base, adapter)
 Correlations = Mapping[str, Sequence[SpectralQuality]]  # task -> its spectral-quality rows
+Shifts = Mapping[str, Sequence[DomainShift]]  # task -> its domain-shift rows
 
 
 class MetricExport(BaseModel):
@@ -76,6 +79,24 @@ class SpectralQualityExport(BaseModel):
     high: float | None
     p_value: float | None
     note: str
+
+
+class ShiftValueExport(BaseModel):
+    metric: str
+    in_domain: float | None = Field(description="the in-domain cell's predictions scored as this task scores them (null: NaN)")
+    shifted: float | None = Field(description="this task's cell")
+    gap: float | None = Field(description="shifted - in_domain")
+    low: float | None = Field(description="95% bootstrap interval of the gap, each side's examples resampled independently")
+    high: float | None
+
+
+class DomainShiftExport(BaseModel):
+    source: str = Field(description="the in-domain task this one shifts from (the task's shift_of)")
+    base: str
+    adapter: str
+    n_in_domain: int
+    n_shifted: int
+    values: list[ShiftValueExport]
 
 
 class RowExport(BaseModel):
@@ -141,6 +162,7 @@ class TaskExport(BaseModel):
     alpha: float | None = Field(description="the significance level of the tiers and pairs")
     pairs: list[PairExport] = Field(description="every pair of finished rows on the headline metric")
     spectral_quality: list[SpectralQualityExport] = Field(description="Spearman correlations of spectral diagnostics with the headline metric")
+    domain_shift: list[DomainShiftExport] = Field(description="per adapter, its gap from the in-domain task this one shifts from (empty: none)")
 
 
 class LeaderboardExport(BaseModel):
@@ -184,13 +206,16 @@ def export_model(
     runs: Sequence[str],
     correlations: Correlations | None = None,
     root: Path | None = None,
+    shifts: Shifts | None = None,
 ) -> LeaderboardExport:
     """The export of the boards; adapter paths under `root` (the working folder by default) become relative."""
-    tasks = [_task_export(board, (correlations or {}).get(board.task, ()), root) for board in boards]
+    tasks = [
+        _task_export(board, (correlations or {}).get(board.task, ()), (shifts or {}).get(board.task, ()), root) for board in boards
+    ]
     return LeaderboardExport(runs=list(runs), tasks=tasks, overall=[_overall_export(row) for row in overall_rows])
 
 
-def _task_export(board: TaskBoard, correlations: Sequence[SpectralQuality], root: Path | None) -> TaskExport:
+def _task_export(board: TaskBoard, correlations: Sequence[SpectralQuality], shifts: Sequence[DomainShift], root: Path | None) -> TaskExport:
     tested = board.significance
     return TaskExport(
         task=board.task, headline=board.headline, metrics=board.metric_names,
@@ -198,6 +223,7 @@ def _task_export(board: TaskBoard, correlations: Sequence[SpectralQuality], root
         rows=[_row_export(board, row, root) for row in board.rows],
         order=[cast(RowKey, key) for key in tested.order] if tested else None, alpha=tested.alpha if tested else None,
         pairs=_pair_exports(board), spectral_quality=[_correlation_export(c) for c in correlations],
+        domain_shift=[_shift_export(shift) for shift in shifts],
     )  # fmt: skip
 
 
@@ -229,6 +255,15 @@ def _correlation_export(found: SpectralQuality) -> SpectralQualityExport:
         base=found.base, metric=found.metric, diagnostic=found.diagnostic, n=found.n, rho=found.rho,
         low=found.low, high=found.high, p_value=found.p_value, note=found.note,
     )  # fmt: skip
+
+
+def _shift_export(shift: DomainShift) -> DomainShiftExport:
+    values = [
+        ShiftValueExport(metric=metric, in_domain=_finite(v.in_domain), shifted=_finite(v.shifted), gap=_finite(v.gap), low=v.low, high=v.high)
+        for metric, v in shift.values.items()
+    ]  # fmt: skip
+    return DomainShiftExport(source=shift.source, base=shift.base, adapter=shift.adapter, n_in_domain=shift.n_in_domain,
+                             n_shifted=shift.n_shifted, values=values)  # fmt: skip
 
 
 def _row_export(board: TaskBoard, row: LeaderboardRow, root: Path | None) -> RowExport:
@@ -270,16 +305,19 @@ def write_exports(
     runs: Sequence[str],
     correlations: Correlations,
     root: Path | None = None,
+    shifts: Shifts | None = None,
 ) -> list[Path]:
-    """leaderboard.{csv,json,md}, leaderboard.schema.json and spectral_quality.md: the small exports."""
-    export = export_model(boards, overall_rows, runs, correlations, root)
+    """leaderboard.{csv,json,md}, leaderboard.schema.json, spectral_quality.md and domain_shift.md: the small exports."""
+    export = export_model(boards, overall_rows, runs, correlations, root, shifts)
     every_correlation = [found for board in boards for found in correlations.get(board.task, ())]
+    shift_tables = [domain_shift.to_markdown((shifts or {}).get(b.task, ()), b.metric_names) for b in boards]
     return [
         write_text(out / "leaderboard.csv", to_csv(boards)),
         write_text(out / "leaderboard.json", to_json(export)),
         write_text(out / "leaderboard.schema.json", json_schema()),
         write_text(out / "leaderboard.md", to_markdown(boards, overall_rows)),
         write_text(out / "spectral_quality.md", spectral_quality.to_markdown(every_correlation)),
+        write_text(out / "domain_shift.md", "\n".join(t for t in shift_tables if t) or "No task of this leaderboard names a task it shifts from.\n"),
     ]
 
 
@@ -372,6 +410,19 @@ def correlations_from_export(export: LeaderboardExport) -> dict[str, list[Spectr
         task.task: [
             SpectralQuality(task.task, c.base, c.metric, c.diagnostic, c.n, c.rho, c.low, c.high, c.p_value, c.note)
             for c in task.spectral_quality
+        ]
+        for task in export.tasks
+    }
+
+
+def shifts_from_export(export: LeaderboardExport) -> dict[str, list[DomainShift]]:
+    """task -> its domain-shift rows, as domain_shift.task_shifts computed them (null numbers read back as NaN)."""
+    return {
+        task.task: [
+            DomainShift(task.task, found.source, found.base, found.adapter, found.n_in_domain, found.n_shifted, {
+                v.metric: ShiftValue(_nan(v.in_domain), _nan(v.shifted), _nan(v.gap), v.low, v.high) for v in found.values
+            })  # fmt: skip
+            for found in task.domain_shift
         ]
         for task in export.tasks
     }

@@ -1,6 +1,6 @@
 """`harness publish`: the small, reviewable files a reference leaderboard is committed as.
 
-    leaderboard.md / .csv / .json, leaderboard.schema.json, spectral_quality.md   (export.write_exports)
+    leaderboard.md / .csv / .json, leaderboard.schema.json, spectral_quality.md, domain_shift.md   (export.write_exports)
     manifest.json   what the leaderboard was built from: the runs with their dates and specs; per row
                     the base and adapter weights hashes, the adapter's folder and hashes of the examples
                     and prediction keys it was scored on; per task its definition's hash and its split's
@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from harness.errors import HarnessError
-from harness.report import spectral_quality
+from harness.report import domain_shift, spectral_quality
 from harness.report.export import SCHEMA_VERSION, portable_path, write_exports, write_text
 from harness.report.leaderboard import TaskBoard, build, resolve_runs
 from harness.spec import stable_hash
@@ -94,7 +94,7 @@ def publish(store: Store, out: Path, runs: Sequence[str] | None = None, root: Pa
         raise HarnessError(f"Results store '{store.path}' holds no cells yet; run `harness run` first, then `harness publish`.")
     run_list = run_ids or [str(run["run_id"]) for run in store.runs()]
     correlations = {board.task: spectral_quality.task_correlations(store, board) for board in boards}
-    written = write_exports(out, boards, overall_rows, run_list, correlations, root)
+    written = write_exports(out, boards, overall_rows, run_list, correlations, root, domain_shift.board_shifts(store, boards))
     manifest = build_manifest(store, boards, run_list, root)
     return [*written, write_text(out / MANIFEST, manifest.model_dump_json(indent=2) + "\n")]
 

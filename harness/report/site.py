@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import HarnessError
-from harness.report import figures, spectral_quality
-from harness.report.export import boards_from_export, correlations_from_export, read_export, write_exports, write_text
+from harness.report import domain_shift, figures, spectral_quality
+from harness.report.export import boards_from_export, correlations_from_export, read_export, shifts_from_export, write_exports, write_text
 from harness.report.leaderboard import (
     COLUMN_FORMATS,
     COST_COLUMNS,
@@ -456,6 +456,7 @@ class SiteData:
     overall: list[OverallRow]
     runs: list[str]
     correlations: dict[str, list[spectral_quality.SpectralQuality]]  # task -> spectral-quality rows
+    shifts: dict[str, list[domain_shift.DomainShift]]  # task -> domain-shift rows (empty unless it names shift_of)
     spectra: list[figures.AdapterSpectrum] = field(default_factory=list)  # only a store holds them
     examples_written: bool = True  # False: no drill-down pages exist, so no page may link to one
 
@@ -481,7 +482,8 @@ def write_report(store: Store, out: Path, runs: Sequence[str] | None = None) -> 
     all_rows = [row for board in boards for row in board.rows]
     data = SiteData(
         boards, overall_rows, run_ids or [str(run["run_id"]) for run in store.runs()],
-        {board.task: spectral_quality.task_correlations(store, board) for board in boards}, _spectra(store, all_rows),
+        {board.task: spectral_quality.task_correlations(store, board) for board in boards},
+        domain_shift.board_shifts(store, boards), _spectra(store, all_rows),
     )  # fmt: skip
     env = _environment()
     index = write_pages(out, data, env)
@@ -509,7 +511,9 @@ def write_report_from_export(source: Path, out: Path) -> Path:
     boards, overall_rows = boards_from_export(export)
     if not boards:
         raise HarnessError(f"'{source}' holds no tasks; publish a store with finished cells first.")
-    data = SiteData(boards, overall_rows, list(export.runs), correlations_from_export(export), examples_written=False)
+    data = SiteData(
+        boards, overall_rows, list(export.runs), correlations_from_export(export), shifts_from_export(export), examples_written=False
+    )
     return write_pages(out, data, _environment())
 
 
@@ -534,7 +538,9 @@ def write_pages(out: Path, data: SiteData, env: Any) -> Path:
     for board in boards:
         write_text(out / task_page(board.task), env.get_template("task.html").render(
             root="../", title=f"{board.task} leaderboard", board=board, spec=specs[board.task],
-            figures=_task_figures(board), spectral_quality=data.correlations.get(board.task, []), **common,
+            figures=_task_figures(board), spectral_quality=data.correlations.get(board.task, []),
+            shifts=data.shifts.get(board.task, []),
+            shift_metrics=domain_shift.shown_metrics(data.shifts.get(board.task, []), board.metric_names), **common,
         ))  # fmt: skip
     for (base, adapter), rows in by_adapter.items():
         own_spectra = [s for s in data.spectra if rows[0].adapter_hash and s.adapter_hash == rows[0].adapter_hash]
@@ -545,7 +551,7 @@ def write_pages(out: Path, data: SiteData, env: Any) -> Path:
             training=_present(_figure(figures.training_curves(card.curves, "training curves"), "fig-adapter-training")),
             **common,
         ))  # fmt: skip
-    write_exports(out, boards, data.overall, data.runs, data.correlations)
+    write_exports(out, boards, data.overall, data.runs, data.correlations, shifts=data.shifts)
     return out / "index.html"
 
 
