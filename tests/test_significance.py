@@ -56,6 +56,20 @@ def test_bootstrap_interval_matches_scipy_and_p_is_small_for_a_clear_difference(
     assert same.p > 0.5 and same.low < 0 < same.high
 
 
+def test_bootstrap_p_has_no_resample_floor_so_holm_over_many_pairs_can_still_decide() -> None:
+    """16 rows are 120 pairs: a p floored at 1/(B+1) = 1/2001 times 120 is 0.06, never significant."""
+    rng = np.random.default_rng(5)
+    a = rng.uniform(0.6, 1.0, 40)
+    clear = paired_test(list(a), list(a - 0.3 + rng.normal(0, 0.05, 40)))
+    assert clear.test == "bootstrap" and clear.p < 0.05 / 120
+    values = {f"r{i}": 0.9 - 0.02 * i for i in range(16)}
+    scores = {f"r{i}": {f"e{j}": float(a[j] - (0.3 if i else 0) + rng.normal(0, 0.05)) for j in range(40)} for i in range(16)}
+    tested = significance("f1", values, scores)
+    assert len(tested.pairs) == 120
+    pair = tested.pair("r0", "r1")
+    assert pair is not None and pair.p_adjusted < 0.05  # the clear difference survives Holm over 120 pairs
+
+
 def test_identical_rows_are_tied() -> None:
     result = paired_test([0.5, 0.7, 0.2], [0.5, 0.7, 0.2])
     assert result.delta == 0 and result.p == 1.0 and result.low == result.high == 0
