@@ -62,6 +62,9 @@ zoo: install
 	  test -f adapters_zoo/minilm-l6/$$t/$$r/card.json || $(HARNESS) train --recipe $$r --task $$t --model minilm-l6 || exit 1; done; done
 	for t in dialogsum hcm_qa; do for r in lora_r16 prompt_tuning_n20; do \
 	  test -f adapters_zoo/smollm2-135m/$$t/$$r/card.json || $(HARNESS) train --recipe $$r --task $$t --model smollm2-135m --train-limit 160 || exit 1; done; done
+	# SmolLM2 as a second GLUE base, scored by log-likelihood of the verbalised labels (~4 min each)
+	for t in glue_sst2 glue_cola; do \
+	  test -f adapters_zoo/smollm2-135m/$$t/lora_r16/card.json || $(HARNESS) train --recipe lora_r16 --task $$t --model smollm2-135m --train-limit 2000 --max-seq-length 96 || exit 1; done
 
 # Each script prints ratios against its anchor from one run; run them on an otherwise idle machine.
 bench: install
