@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from itertools import permutations
+
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
 from harness.metrics.base import MetricValue
 from harness.report.leaderboard import collect_rows, task_boards
-from harness.report.spectral_quality import adapter_summary, spearman_with_interval, task_correlations
+from harness.report.spectral_quality import FEW_NOTE, adapter_summary, permutation_p, spearman_with_interval, task_correlations
 from harness.store import Store
 
 STABLE_RANKS = [1.1, 1.9, 2.5, 3.0, 4.2, 5.0]
@@ -47,8 +49,8 @@ def test_rho_matches_scipy_and_the_interval_contains_it(tmp_path) -> None:
     expected = spearmanr(STABLE_RANKS, SCORES)
     stable = rows["stable rank"]
     assert stable.n == 6 and stable.metric == "accuracy"
-    assert stable.rho == pytest.approx(expected.statistic) and stable.p_value == pytest.approx(expected.pvalue)
-    assert stable.low <= stable.rho <= stable.high
+    assert stable.rho == pytest.approx(expected.statistic) and stable.p_value == pytest.approx(_exact_p(STABLE_RANKS, SCORES))
+    assert stable.low <= stable.rho <= stable.high and stable.note == FEW_NOTE  # 6 adapters: the interval is flagged
     assert rows["effective rank"].rho is None  # constant diagnostic: undefined, said so
     assert rows["weightwatcher alpha"].n == 0 and rows["weightwatcher alpha"].rho is None
 
@@ -85,3 +87,18 @@ def test_the_report_shows_the_correlations_on_the_task_page_and_exports_them(tmp
     assert "Do spectral diagnostics predict accuracy?" in page and f"{expected:+.2f}" in page
     exported = (out / "spectral_quality.md").read_text(encoding="utf-8")
     assert f"| t | b | accuracy | stable rank | 6 | {expected:+.2f} [" in exported
+
+
+def _exact_p(x: list[float], y: list[float]) -> float:
+    """Two-sided p over every pairing of x with y, by brute force."""
+    observed = abs(spearmanr(x, y).statistic)
+    rhos = [abs(spearmanr(list(order), y).statistic) for order in permutations(x)]
+    return sum(r >= observed - 1e-12 for r in rhos) / len(rhos)
+
+
+def test_four_adapters_in_perfect_order_are_not_significant() -> None:
+    """scipy's t approximation says p = 0 for rho = 1 at n = 4; one pairing in 12 is that good by chance."""
+    x, y = [1.0, 2.0, 3.0, 4.0], [0.2, 0.4, 0.5, 0.9]
+    rho, low, high, p = spearman_with_interval(x, y)
+    assert rho == pytest.approx(1.0) and (low, high) == (1.0, 1.0)  # the collapsed interval the note warns about
+    assert p == pytest.approx(2 / 24) and permutation_p(x, y) == pytest.approx(_exact_p(x, y))
