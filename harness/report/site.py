@@ -7,6 +7,7 @@
     out/assets/                         plotly.min.js (once), report.css, table.js, examples.js
     out/leaderboard.{csv,json,md}       exports (+ leaderboard.schema.json, the JSON's schema)
     out/spectral_quality.md             Spearman correlations of spectral diagnostics with quality, per task
+    out/domain_shift.md                 each adapter's gap between a task and the one it shifts from (shift_of)
 
 `write_report` draws all of it from a results store. `write_report_from_export` rebuilds the index,
 task and adapter pages and the exports from a leaderboard.json alone (what `harness publish` commits):
