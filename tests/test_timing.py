@@ -230,20 +230,25 @@ def resident_block(size: int) -> mmap.mmap:
 
 
 def test_rss_sampler_sees_a_real_allocation() -> None:
+    written = threading.Event()
     samples = threading.Semaphore(0)
 
     def counted_read() -> int:
+        # Count only reads that began once the whole block was written: samples taken while it was
+        # being written (every 5 ms, and writing 64 MiB page by page takes longer) see part of it.
+        complete = written.is_set()
         value = memory.current_rss_bytes()
-        samples.release()
+        if complete:
+            samples.release()
         return value
 
     sampler = RssSampler(interval_seconds=0.005, read=counted_read)
     sampler.start()
     baseline = memory.current_rss_bytes()
     block = resident_block(64 * 2**20)
-    # Hold the block until the thread has sampled twice with it resident, however loaded the machine.
-    for _ in range(3):  # the first release may be a sample taken before the block was written
-        assert samples.acquire(timeout=60), "the sampling thread took no sample within a minute"
+    written.set()
+    # Hold the block until the thread has sampled it whole, however loaded the machine.
+    assert samples.acquire(timeout=60), "the sampling thread took no sample within a minute"
     block.close()
     sampler.stop()
     assert sampler.peak_bytes() >= baseline + 48 * 2**20
