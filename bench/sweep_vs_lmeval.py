@@ -113,10 +113,12 @@ def run_lmeval(base_folder: Path, adapter: Path, task_dir: Path, out: Path, batc
 
 
 def run_harness(adapters: list[Path], store: Path, batch_size: int, limit: int, max_new_tokens: int,
-                dtype: str) -> tuple[float, dict[str, list[str]]]:
+                dtype: str, cost_profile: bool) -> tuple[float, dict[str, list[str]]]:
     command = [str(VENV_BIN / "harness"), "run", "--task", "resume_json", "--no-base", "--limit", str(limit),
                "--batch-size", str(batch_size), "--max-new-tokens", str(max_new_tokens), "--store", str(store),
                "--dtype", dtype]
+    if not cost_profile:  # lm_eval measures no per-adapter latency; the like-for-like sweep skips it too
+        command.append("--no-cost-profile")
     for adapter in adapters:
         command += ["--adapter", str(adapter)]
     started = time.perf_counter()
@@ -217,6 +219,8 @@ def main() -> None:
     parser.add_argument("--zoo", action="store_true", help="use the zoo's trained LoRA adapters")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="both sides compute in it")
     parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--cost-profile", action="store_true",
+                        help="let harness run profile each adapter alone as well (its default; lm_eval does nothing like it)")
     parser.add_argument("--lmeval-cache", type=Path, help="reuse (or write) lm_eval's timings and predictions (one file per --dtype); "
                         "only comparable within one machine and session")
     args = parser.parse_args()
@@ -247,7 +251,7 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- |")
         for k in args.k:
             chosen = adapters[:k]
-            seconds, ours = run_harness(chosen, scratch / f"store_{k}.sqlite", args.harness_batch_size, args.examples, args.max_new_tokens, args.dtype)
+            seconds, ours = run_harness(chosen, scratch / f"store_{k}.sqlite", args.harness_batch_size, args.examples, args.max_new_tokens, args.dtype, args.cost_profile)
             theirs = {a.name: lmeval_predictions[a.name] for a in chosen}
             total = sum(lmeval_seconds[a.name] for a in chosen)
             exact, stripped, count = agreement(ours, theirs)
