@@ -30,6 +30,7 @@ IncludePath = Annotated[
     typer.Option("--include-path", help="Extra folder of task folders (repeatable); also HARNESS_TASKS_PATH."),
 ]
 StoreOption = Annotated[Optional[Path], typer.Option("--store", help="Results store (default .harness/results.sqlite or HARNESS_STORE).")]
+RunsOption = Annotated[Optional[list[str]], typer.Option("--runs", help="Run id(s) or prefixes to include (default: all).")]
 
 _debug = False
 # The embedded generative default; classification tasks run on it by log-likelihood.
@@ -510,7 +511,7 @@ def serve(
 # report -----------------------------------------------------------------------------------
 @app.command()
 def report(
-    runs: Annotated[Optional[list[str]], typer.Option("--runs", help="Run id(s) or prefixes to include (default: all).")] = None,
+    runs: RunsOption = None,
     out: Annotated[Path, typer.Option(help="Output folder (never the folder of a published reference).")] = Path("reports/html"),
     store: StoreOption = None,
     from_export: Annotated[
@@ -534,7 +535,7 @@ def report(
 
 @app.command()
 def publish(
-    runs: Annotated[Optional[list[str]], typer.Option("--runs", help="Run id(s) or prefixes to include (default: all).")] = None,
+    runs: RunsOption = None,
     out: Annotated[Path, typer.Option(help="Folder of the committed reference leaderboard.")] = Path("reports"),
     store: StoreOption = None,
     root: Annotated[

@@ -10,3 +10,10 @@ class HarnessError(Exception):
 
 class CellError(HarnessError):
     """A problem confined to one cell of a matrix (bad adapter, wrong base): the cell fails, the run goes on."""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception as one line for a failed cell's reason: its message's first line (at most 300
+    characters), or its type's name when the message is empty."""
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else type(error).__name__

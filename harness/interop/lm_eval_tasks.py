@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import CellError, HarnessError
+from harness.errors import CellError, HarnessError, first_line
 from harness.run.cells import BASE_LABEL, CellOutcome, cell_key, folder_bytes, record_failed_cell
 from harness.spec import AdapterSpec, stable_hash
 
@@ -267,7 +267,7 @@ def evaluate(module: Any, tokenizer: Any, task: LmEvalTask, spec: Any) -> dict[s
             limit=spec.limit, log_samples=True, gen_kwargs=gen_kwargs,
         )
     except (ValueError, KeyError, FileNotFoundError) as error:  # lm-eval's answer to a bad task or dataset
-        raise CellError(f"lm-eval could not run task '{task.task}' ({_first_line(error)}); check its YAML and dataset.") from error
+        raise CellError(f"lm-eval could not run task '{task.task}' ({first_line(error)}); check its YAML and dataset.") from error
     if results is None:
         raise CellError(f"lm-eval returned no results for task '{task.task}'; run it with lm_eval directly to see why.")
     return results
@@ -324,8 +324,3 @@ def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
 def _is_number(value: Any) -> bool:
     """Numbers and booleans (per-sample acc may be a bool); lm-eval writes "N/A" for a missing stderr."""
     return isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value))
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:300] if lines else type(error).__name__

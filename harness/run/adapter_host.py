@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from harness.errors import CellError
+from harness.errors import CellError, first_line
 from harness.run.adapter_checks import check_finite, sha256_file
 from harness.run.adapter_files import check_fits, read_adapter
 from harness.run.forward import Route, encode, positions, with_prefix
@@ -108,7 +108,7 @@ class AdapterHost:
                 self._own[spec.name] = wrapper.eval()
         except Exception as exc:  # peft raises RuntimeError/ValueError/KeyError for a bad adapter
             self._forget(spec.name)
-            raise CellError(f"Adapter '{spec.name}' could not be attached to base '{self.base.name}' ({_first_line(exc)}); check that it was trained on this base.") from exc
+            raise CellError(f"Adapter '{spec.name}' could not be attached to base '{self.base.name}' ({first_line(exc)}); check that it was trained on this base.") from exc
 
     def remove(self, name: str) -> None:
         """Detach one adapter and free what only it used."""
@@ -219,11 +219,6 @@ class AdapterHost:
         if self._lora is not None:
             yield self._lora
         yield from self._own.values()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 def last_logits(host: AdapterHost, adapters: Sequence[str | None], prompts: Sequence[str]) -> torch.Tensor:

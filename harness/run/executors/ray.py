@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
 from harness.run.adapter_checks import WEIGHT_FILES, sha256_file
 from harness.run.cells import BASE_LABEL, CellOutcome, Progress, cell_key, record_failed_cell
 from harness.spec import AdapterSpec, RunSpec, stable_hash
@@ -451,7 +451,7 @@ class RayExecutor:
     def _handle(self, attempt: _Attempt, payload: list[Message] | BaseException, outcomes: list[CellOutcome], store: Store) -> str | None:
         """Apply one streamed batch; say 'done', 'retry' or 'failed' when the attempt ended."""
         if isinstance(payload, BaseException):
-            return self._failed(attempt, f"the worker died ({type(payload).__name__}: {_first_line(payload)})", outcomes, store)
+            return self._failed(attempt, f"the worker died ({type(payload).__name__}: {first_line(payload)})", outcomes, store)
         for message in payload:
             if isinstance(message, GroupDone):
                 outcomes += attempt.applier.outcomes(message)
@@ -486,11 +486,6 @@ def _in_plan_order(outcomes: list[CellOutcome], spec: RunSpec, tasks: Sequence[A
     labels = ([BASE_LABEL] if spec.include_base else []) + [adapter.name for adapter in spec.adapters]
     label_rank = {label: index for index, label in enumerate(labels)}
     return sorted(outcomes, key=lambda o: (task_rank.get(o.task, len(task_rank)), label_rank.get(o.adapter, len(label_rank))))
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:300] if lines else ""
 
 
 def _import_ray() -> Any:
