@@ -360,3 +360,28 @@ def test_method_labels_tell_qlora_dora_and_rslora_from_lora(tmp_path: Path) -> N
     assert method_label("LOHA", None) == "LoHa" and method_label("VERA", None) == "VeRA"
     assert method_label(None, None) == "base"
     assert "untrained classification head" in base_description("classify", "minilm-l6")
+
+
+def test_cells_record_dora_and_rslora_so_the_label_survives_a_moved_folder(tmp_path: Path) -> None:
+    """PEFT files DoRA and rsLoRA as LORA; a store outlives the checkout its adapter paths point into."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from harness.report.rows import method_label
+    from harness.run.adapter_checks import adapter_facts
+    from harness.run.adapter_host import AttachedAdapter
+    from harness.spec import AdapterSpec
+
+    for name, config, expected in (("d", {"use_dora": True}, "DoRA"), ("rs", {"use_rslora": True}, "rsLoRA"),
+                                   ("plain", {}, "LoRA"), ("ia3", {"peft_type": "IA3"}, "IA3")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4, **config}), encoding="utf-8")
+        save_file({"lora_A": np.ones((4, 8), dtype=np.float32)}, str(folder / "adapter_model.safetensors"))
+        facts = adapter_facts(AdapterSpec(name=name, path=folder))
+        assert facts is not None
+        attached = AttachedAdapter(name, folder, facts.method, 4, True, True, facts.weights_hash, 32, json.loads(
+            (folder / "adapter_config.json").read_text(encoding="utf-8")))
+        assert facts.recorded_method == attached.recorded_method
+        gone = str(tmp_path / "moved-away" / name)  # the label must not need the folder any more
+        assert method_label(facts.recorded_method, gone) == expected

@@ -1,9 +1,11 @@
 """What a leaderboard row is, in words a reader needs: its method, its name, what its base row means.
 
 PEFT records QLoRA, DoRA and rsLoRA all as peft_type LORA; they are different methods to a reader
-comparing them, so the label is read from the adapter's own files: `adapter_config.json` (use_dora,
-use_rslora) and the zoo's `card.json` (load_in_4bit: the adapter was trained and is evaluated on a
-4-bit base, i.e. QLoRA). A row whose folder is gone keeps the method the store recorded.
+comparing them. Cells record DORA and RSLORA themselves (run.adapter_checks.recorded_method) and QLoRA
+as the 4-bit base in their settings; for cells stored before that, the label is read from the
+adapter's own files: `adapter_config.json` (use_dora, use_rslora) and the zoo's `card.json`
+(load_in_4bit: the adapter was trained and is evaluated on a 4-bit base, i.e. QLoRA). An old row whose
+folder is gone keeps the method the store recorded.
 """
 
 from __future__ import annotations

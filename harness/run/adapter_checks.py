@@ -85,6 +85,20 @@ def _tensors(weights: Path) -> Iterator[tuple[str, Any]]:
     yield from torch.load(str(weights), map_location="cpu", weights_only=True).items()
 
 
+def recorded_method(config: dict[str, Any]) -> str:
+    """The method a cell records: the PEFT type, except that LoRA's variants get their own name.
+
+    PEFT files DoRA and rsLoRA under peft_type LORA; the leaderboard must still tell them apart after
+    the adapter folder is gone, so the cell records DORA / RSLORA (QLoRA is the 4-bit base in the
+    cell's settings)."""
+    method = str(config["peft_type"]).upper()
+    if method == "LORA" and config.get("use_dora"):
+        return "DORA"
+    if method == "LORA" and config.get("use_rslora"):
+        return "RSLORA"
+    return method
+
+
 @dataclass(frozen=True)
 class AdapterFacts:
     """What a cell records of an adapter, read from its files alone (as AdapterHost.add reports them)."""
@@ -93,6 +107,7 @@ class AdapterFacts:
     rank: int | None
     trainable_params: int
     weights_hash: str
+    recorded_method: str  # recorded_method(config): DORA and RSLORA named apart from LORA
 
 
 def adapter_facts(spec: AdapterSpec) -> AdapterFacts | None:
@@ -109,7 +124,7 @@ def adapter_facts(spec: AdapterSpec) -> AdapterFacts | None:
             numel = sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())
     except Exception:  # noqa: BLE001 - unreadable or corrupt: attaching reports it with its reason
         return None
-    return AdapterFacts(str(config["peft_type"]).upper(), config.get("r"), numel, sha256_file(weights))
+    return AdapterFacts(str(config["peft_type"]).upper(), config.get("r"), numel, sha256_file(weights), recorded_method(config))
 
 
 def sha256_file(path: Path) -> str:

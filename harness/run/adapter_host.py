@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from harness.errors import CellError, first_line
-from harness.run.adapter_checks import check_finite, sha256_file
+from harness.run.adapter_checks import check_finite, recorded_method, sha256_file
 from harness.run.adapter_files import check_fits, read_adapter
 from harness.run.forward import Route, encode, positions, with_prefix
 from harness.spec import AdapterSpec
@@ -50,6 +50,11 @@ class AttachedAdapter:
     weights_hash: str
     trainable_params: int
     config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def recorded_method(self) -> str:
+        """What a cell records as its method (DoRA and rsLoRA named apart from LoRA)."""
+        return recorded_method(self.config) if self.config else self.method
 
 
 def _share_clone(module: Any) -> Any:

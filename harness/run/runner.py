@@ -296,7 +296,7 @@ class GroupRunner:
             "adapter": cell.adapter.name if cell.adapter else None,
             "adapter_path": str(cell.adapter.path) if cell.adapter else None,
             "adapter_hash": adapter_hash,
-            "method": info.method if info else None,
+            "method": info.recorded_method if info else None,
             "rank": info.rank if info else None,
             "trainable_params": info.trainable_params if info else None,
             "adapter_bytes": folder_bytes(cell.adapter.path) if cell.adapter else None,
