@@ -153,6 +153,28 @@ def test_git_state_names_the_checkout_commit(tmp_path: Path) -> None:
     assert git_state(tmp_path) == (None, None) or commit is None  # tmp is no checkout (unless the repo has none)
 
 
+def test_republishing_into_the_checkout_keeps_the_manifest_clean(demo: tuple[DemoRun, str], tmp_path: Path) -> None:
+    """The manifest records the checkout as it was before publish rewrote its own tracked files."""
+    from harness.report.publish import publish
+
+    run, _ = demo
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q"], cwd=checkout, check=True)
+    publish(run.store, checkout / "reports", root=checkout)
+    # commit an older reference (other figures): the next publish rewrites tracked files with new ones
+    (checkout / "reports" / "leaderboard.csv").write_text("older figures\n", encoding="utf-8")
+    subprocess.run(["git", "add", "reports"], cwd=checkout, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "reference"], cwd=checkout, check=True)
+    publish(run.store, checkout / "reports", root=checkout)
+    manifest = json.loads((checkout / "reports" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["git_dirty"] is False and re.fullmatch(r"[0-9a-f]{40}", manifest["git_commit"])
+    (checkout / "reports" / "leaderboard.md").write_text("edited by hand\n", encoding="utf-8")
+    publish(run.store, checkout / "reports", root=checkout)
+    assert json.loads((checkout / "reports" / "manifest.json").read_text(encoding="utf-8"))["git_dirty"] is True
+
+
 # ------------------------------------------------------------------------------ harness report --from
 
 

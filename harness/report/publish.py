@@ -88,6 +88,8 @@ class Manifest(BaseModel):
 def publish(store: Store, out: Path, runs: Sequence[str] | None = None, root: Path | None = None) -> list[Path]:
     """Write the committable files of the leaderboard of `runs` (all runs when None) into `out`."""
     out, root = Path(out), (root or Path.cwd())
+    # before anything is written: publishing into the checkout's own reports/ must not make it "dirty"
+    git = git_state(root)
     run_ids = resolve_runs(store, runs)
     boards, overall_rows = build(store, run_ids)
     if not boards:
@@ -95,12 +97,14 @@ def publish(store: Store, out: Path, runs: Sequence[str] | None = None, root: Pa
     run_list = run_ids or [str(run["run_id"]) for run in store.runs()]
     correlations = {board.task: spectral_quality.task_correlations(store, board) for board in boards}
     written = write_exports(out, boards, overall_rows, run_list, correlations, root, domain_shift.board_shifts(store, boards))
-    manifest = build_manifest(store, boards, run_list, root)
+    manifest = build_manifest(store, boards, run_list, root, git)
     return [*written, write_text(out / MANIFEST, manifest.model_dump_json(indent=2) + "\n")]
 
 
-def build_manifest(store: Store, boards: Sequence[TaskBoard], runs: Sequence[str], root: Path) -> Manifest:
-    commit, dirty = git_state(root)
+def build_manifest(store: Store, boards: Sequence[TaskBoard], runs: Sequence[str], root: Path,
+                   git: tuple[str | None, bool | None]) -> Manifest:
+    """`git`: (commit, dirty) of `root` as it was before the export was written."""
+    commit, dirty = git
     return Manifest(
         written=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         git_commit=commit, git_dirty=dirty, versions=package_versions(),
