@@ -102,3 +102,15 @@ def test_four_adapters_in_perfect_order_are_not_significant() -> None:
     rho, low, high, p = spearman_with_interval(x, y)
     assert rho == pytest.approx(1.0) and (low, high) == (1.0, 1.0)  # the collapsed interval the note warns about
     assert p == pytest.approx(2 / 24) and permutation_p(x, y) == pytest.approx(_exact_p(x, y))
+
+
+def test_the_markdown_never_prints_a_permutation_p_as_zero() -> None:
+    """A permutation p is at least 1/(resamples + 1): 0.000 would claim what the test cannot."""
+    from harness.report.spectral_quality import SpectralQuality, to_markdown
+
+    rows = [SpectralQuality("t", "b", "acc", "stable rank", 10, 0.98, 0.81, 1.0, 1e-4),
+            SpectralQuality("t", "b", "acc", "effective rank", 10, 0.5, -0.2, 0.9, 0.1374),
+            SpectralQuality("t", "b", "acc", "weightwatcher alpha", 0, None, None, None, None)]
+    lines = to_markdown(rows).splitlines()
+    assert lines[2].endswith("| +0.98 [+0.81, +1.00] | <0.001 |")
+    assert lines[3].endswith("| 0.137 |") and lines[4].endswith("| n/a | n/a |")

@@ -181,3 +181,10 @@ def tiers(order: Sequence[Hashable], tested: Significance, alpha: float = ALPHA)
 
 def _p(pair: PairResult | None) -> float:
     return 1.0 if pair is None else pair.p
+
+
+def format_p(value: float | None) -> str:
+    """A p-value as the tables print it: a permutation or bootstrap p is never exactly 0, so '<0.001'."""
+    if value is None:
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"

@@ -49,6 +49,7 @@ from harness.report.leaderboard import (
     metric_order,
     resolve_runs,
 )
+from harness.report.significance import format_p
 from harness.spec import Example, TaskSpec
 from harness.store import Prediction, Store
 
@@ -72,12 +73,6 @@ SPECTRAL_NOTE = (
 
 def format_signed(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:+.{digits}f}"
-
-
-def format_p(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 # ------------------------------------------------------------------------------------ naming

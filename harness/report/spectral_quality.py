@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.report.leaderboard import LeaderboardRow, TaskBoard
+from harness.report.significance import format_p
 from harness.store import Store
 
 # per-layer record field -> the name shown for its per-adapter median
@@ -137,11 +138,11 @@ def to_markdown(rows: Sequence[SpectralQuality]) -> str:
     ]
     for r in rows:
         rho = "n/a" if r.rho is None else f"{r.rho:+.2f} [{_num(r.low)}, {_num(r.high)}]" + (" ⚠" if r.note else "")
-        lines.append(f"| {r.task} | {r.base} | {r.metric} | {r.diagnostic} | {r.n} | {rho} | {_num(r.p_value, 3)} |")
+        lines.append(f"| {r.task} | {r.base} | {r.metric} | {r.diagnostic} | {r.n} | {rho} | {'n/a' if r.p_value is None else format_p(r.p_value)} |")
     if any(r.rho is not None and r.note for r in rows):
         lines.append(f"\n⚠ {FEW_NOTE}; the p-values are a permutation test's.")
     return "\n".join(lines) + "\n"
 
 
-def _num(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{value:+.{digits}f}" if digits == 2 else f"{value:.{digits}f}"
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
