@@ -116,6 +116,36 @@ def test_two_concurrent_runs_on_one_store(attempt, tiny_llama, adapter_factory, 
     assert [store.run_status(row["run_id"]) for row in store.runs()] == ["done"]
 
 
+OPEN_STORES = """
+import sys, time
+from harness.errors import HarnessError
+from harness.store import Store
+start, folder, count = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+time.sleep(max(0.0, start - time.time()))
+for i in range(count):
+    try:
+        Store(f"{folder}/s{i}.sqlite").connection.close()
+    except HarnessError as error:
+        print(error)
+"""
+
+
+def test_processes_opening_the_same_new_stores_at_once_all_succeed(tmp_path) -> None:
+    """Four processes open the same 100 new stores in the same order at the same moment. Switching a new
+    file to WAL answered one of them 'database is locked' without waiting (1 test run in 5 failed)."""
+    start = time.time() + 3.0  # every process imported and waiting by then
+    command = [sys.executable, "-c", OPEN_STORES, str(start), str(tmp_path), "100"]
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+                for _ in range(4)]
+    outputs = [child.communicate(timeout=300) for child in children]
+    assert [child.returncode for child in children] == [0] * 4, [err for _, err in outputs]
+    assert [out for out, _ in outputs] == [""] * 4
+    for i in range(100):
+        connection = sqlite3.connect(tmp_path / f"s{i}.sqlite")
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        connection.close()
+
+
 def test_prune_removes_an_interrupted_run_but_keeps_its_predictions(tmp_path) -> None:
     store = Store(tmp_path / "s.sqlite")
     store.start_run("dead", {"tasks": ["t"]})
