@@ -19,6 +19,7 @@ from harness.report.leaderboard import (
     LeaderboardRow,
     TaskBoard,
     best_values,
+    build,
     collect_rows,
     metric_order,
     overall,
@@ -385,3 +386,16 @@ def test_cells_record_dora_and_rslora_so_the_label_survives_a_moved_folder(tmp_p
         assert facts.recorded_method == attached.recorded_method
         gone = str(tmp_path / "moved-away" / name)  # the label must not need the folder any more
         assert method_label(facts.recorded_method, gone) == expected
+
+
+def test_corpus_headlines_are_tested_as_corpus_values_and_mean_headlines_as_means(demo: DemoRun) -> None:
+    boards, _ = build(demo.store)
+    by_task = {board.task: board for board in boards}
+    resume = by_task["resume_json"]  # field_f1: micro F1 over the examples, not the mean of per-example F1
+    rows = {row.adapter: row for row in resume.rows if row.status == "done"}
+    pair = resume.versus(rows["lora_r16"], rows["base"])
+    assert pair is not None and pair.test == "corpus bootstrap"
+    # the tested difference is the difference of the values the board prints
+    assert pair.delta == pytest.approx(rows["lora_r16"].value("field_f1") - rows["base"].value("field_f1"))
+    sst2 = by_task["glue_sst2"]  # accuracy: a mean of 0/1 scores, McNemar
+    assert sst2.significance is not None and {p.test for p in sst2.significance.pairs.values()} <= {"mcnemar", "none"}

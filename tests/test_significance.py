@@ -10,7 +10,16 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from harness.gate.decide import holm
-from harness.report.significance import aligned, paired_test, significance
+from harness.metrics.bootstrap import paired_resample_indices
+from harness.report.significance import (
+    CorpusStats,
+    CorpusTester,
+    aligned,
+    bootstrap_p,
+    paired_corpus_test,
+    paired_test,
+    significance,
+)
 
 # 32 examples, as in issue 17: r8 gets all right, r4 misses 2, base misses 16
 R8 = [1.0] * 32
@@ -101,3 +110,67 @@ def test_rows_on_different_examples_are_compared_on_the_shared_ones() -> None:
 def test_rows_without_scores_get_no_tier() -> None:
     tested = significance("accuracy", {"a": 1.0, "b": 0.5}, {"a": _ids(R8)})
     assert tested.tiers == {"a": 1} and tested.pairs == {}
+
+
+# ------------------------------------------------------------------ corpus metrics (micro F1 of TP/FP/FN)
+
+
+def _micro_f1(totals: np.ndarray) -> float:
+    tp, fp, fn = totals
+    return 0.0 if tp == 0 else float(2 * tp / (2 * tp + fp + fn))
+
+
+def _f1_rows(counts: list[tuple[int, int, int]]) -> dict[str, np.ndarray]:
+    return {f"ex{i:02d}": np.asarray(c, dtype=np.float64) for i, c in enumerate(counts)}
+
+
+# Row A is perfect on 10 short examples and empty on 2 long ones; row B gets 60% of everything. The mean of
+# per-example F1 says A (0.83 vs 0.60); the micro F1 the board prints says B (0.60 vs 0.25).
+A_COUNTS = [(1, 0, 0)] * 10 + [(0, 0, 30)] * 2
+B_COUNTS = [(3, 2, 2)] * 10 + [(18, 12, 12)] * 2
+
+
+def _per_example_f1(counts: list[tuple[int, int, int]]) -> dict[str, float]:
+    return {key: _micro_f1(row) for key, row in _f1_rows(counts).items()}
+
+
+def test_a_corpus_metric_is_tested_on_the_value_the_board_prints() -> None:
+    a, b = _f1_rows(A_COUNTS), _f1_rows(B_COUNTS)
+    value_a, value_b = _micro_f1(sum(a.values())), _micro_f1(sum(b.values()))
+    assert value_b > value_a and np.mean(list(_per_example_f1(A_COUNTS).values())) > np.mean(list(_per_example_f1(B_COUNTS).values()))
+    corpus = CorpusStats({"A": a, "B": b}, _micro_f1)
+    tested = significance("field_f1", {"A": value_a, "B": value_b}, {}, corpus=corpus)
+    pair = tested.pair("B", "A")
+    assert pair.test == "corpus bootstrap" and pair.n == 12
+    assert pair.delta == pytest.approx(value_b - value_a)  # the gap between the printed values
+    assert pair.low <= pair.delta <= pair.high
+    # the same rows tested on per-example means point the other way
+    means = significance("field_f1", {"A": value_a, "B": value_b}, {"A": _per_example_f1(A_COUNTS), "B": _per_example_f1(B_COUNTS)})
+    assert means.pair("B", "A").delta < 0 < pair.delta
+
+
+def test_corpus_bootstrap_matches_a_resample_by_resample_recomputation() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 6, size=(25, 3)).astype(np.float64)
+    b = rng.integers(0, 6, size=(25, 3)).astype(np.float64)
+    pair = paired_corpus_test(a, b, _micro_f1, n_resamples=2000, seed=7)
+    # by hand: draw the same indices, recompute both corpus values on each resampled corpus
+    indices = paired_resample_indices(25, 2000, 7)
+    by_hand = np.asarray([_micro_f1(a[row].sum(axis=0)) - _micro_f1(b[row].sum(axis=0)) for row in indices])
+    low, high = np.percentile(by_hand, [2.5, 97.5])
+    assert (pair.low, pair.high) == pytest.approx((low, high))
+    assert pair.p == pytest.approx(bootstrap_p(pair.delta, by_hand))
+    # the memoised tester over rows keyed by example id gives the same test
+    ids = [f"ex{i:02d}" for i in range(25)]
+    tester = CorpusTester(CorpusStats({"a": dict(zip(ids, a)), "b": dict(zip(ids, b))}, _micro_f1), 2000, 7)
+    assert tester.test("a", "b") == pair
+
+
+def test_corpus_rows_on_different_examples_are_compared_on_the_shared_ones() -> None:
+    a, b = _f1_rows(A_COUNTS), _f1_rows(B_COUNTS)
+    short_b = {key: b[key] for key in list(b)[:10]}  # B scored only on the 10 short examples, where A is perfect
+    corpus = CorpusStats({"A": a, "B": short_b}, _micro_f1)
+    tested = significance("field_f1", {"A": 0.25, "B": 0.6}, {}, corpus=corpus)
+    pair = tested.pair("A", "B")
+    assert not tested.same_examples and pair.n == 10
+    assert pair.delta == pytest.approx(1.0 - 0.6)

@@ -57,7 +57,7 @@ def _count_blocks(indices: np.ndarray, n: int) -> Iterator[np.ndarray]:
         yield counts
 
 
-def _summed(matrix: np.ndarray, indices: np.ndarray) -> np.ndarray:
+def resampled_sums(matrix: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """(n_resamples, n_columns): each resample's column sums of `matrix`."""
     blocks = [counts @ matrix for counts in _count_blocks(indices, matrix.shape[0])]
     return np.vstack(blocks) if blocks else np.zeros((0, matrix.shape[1]))
@@ -104,10 +104,10 @@ def resampled_values(
     n = len(data.predictions)
     keys = _mean_keys(metric, per_example)
     if keys is not None:
-        sums = _summed(per_example_matrix(per_example, keys), indices)
+        sums = resampled_sums(per_example_matrix(per_example, keys), indices)
         return {key: sums[:, column] / n for column, key in enumerate(keys)}
     if isinstance(metric, SummableMetric):
-        return _scores_of_rows(metric, _summed(metric.sufficient_stats(data), indices))
+        return _scores_of_rows(metric, resampled_sums(metric.sufficient_stats(data), indices))
     scored = [metric.corpus(_subset(data, rows)) for rows in indices]
     keys = list(scored[0]) if scored else []
     return {key: np.asarray([values[key] for values in scored], dtype=np.float64) for key in keys}
@@ -120,7 +120,7 @@ def _point_and_samples(
     if _mean_keys(metric, per_example) is None and isinstance(metric, SummableMetric):
         stats = metric.sufficient_stats(data)
         point = metric.score_from_stats(stats.sum(axis=0))
-        return point, _scores_of_rows(metric, _summed(stats, indices)) if len(indices) else {}
+        return point, _scores_of_rows(metric, resampled_sums(stats, indices)) if len(indices) else {}
     point = point_values(metric, data, per_example)
     return point, resampled_values(metric, data, per_example, indices) if len(indices) else {}
 

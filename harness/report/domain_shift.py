@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 from harness.errors import HarnessError
 from harness.metrics import get_metric
 from harness.metrics.bootstrap import paired_resample_indices, point_values, resampled_values
-from harness.metrics.filters import RAW_SUFFIX, apply_filters
+from harness.metrics.filters import RAW_SUFFIX
+from harness.report.corpus_stats import filtered_input
 from harness.report.leaderboard import LeaderboardRow, TaskBoard
-from harness.scoring import scoring_input
 from harness.spec import Example, TaskSpec
 from harness.store import Store
 
@@ -109,11 +109,10 @@ def _scored_side(
     store: Store, spec: TaskSpec, row: LeaderboardRow, examples: Mapping[str, Example], seed: int
 ) -> tuple[dict[str, float], dict[str, np.ndarray], int]:
     """Point values and resampled values of the shifted task's metrics on one cell's predictions."""
-    predictions = [p for p in store.cell_predictions(row.cell_id) if p.example_id in examples]
-    if not predictions:
+    ids, data = filtered_input(store, spec, row.cell_id, examples)
+    if not ids:
         raise HarnessError(f"Cell {row.cell_id} ({row.task}, {row.adapter}) has no stored prediction of a known example.")
-    texts = [apply_filters(spec.filters, p.prediction) for p in predictions]
-    data = scoring_input(spec, [examples[p.example_id] for p in predictions], texts)
+    texts = data.predictions
     labels = data.labels if len(data.labels) == len(texts) else [None] * len(texts)
     indices = paired_resample_indices(len(texts), N_RESAMPLES, seed)
     points: dict[str, float] = {}

@@ -64,9 +64,9 @@ class PairExport(BaseModel):
     delta: float | None
     low: float | None = Field(description="95% paired bootstrap interval of delta")
     high: float | None
-    p: float = Field(description="two-sided p: McNemar exact for 0/1 scores, else paired bootstrap")
+    p: float = Field(description="two-sided p: McNemar exact for 0/1 scores, else paired bootstrap (of the corpus value for a corpus metric)")
     p_holm: float | None = Field(description="p Holm-adjusted over all pairs of the task")
-    test: str
+    test: str = Field(description="'mcnemar', 'bootstrap' (mean of per-example scores), 'corpus bootstrap' (corpus value recomputed per resample) or 'none'")
 
 
 class SpectralQualityExport(BaseModel):

@@ -26,16 +26,17 @@ from __future__ import annotations
 import csv
 import html
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from harness.errors import HarnessError
 from harness.metrics.base import MetricValue
 from harness.metrics.intervals import KNOWN_PROPORTIONS, IntervalKind, honest_all, interval_kind, small_sample_warning
+from harness.report.corpus_stats import CellStats, headline_stats
 from harness.report.degenerate import Flag, degenerate_flags, gold_labels, task_is_private
 from harness.report.rows import base_description, display_name, method_label
-from harness.report.significance import PairResult, Significance, significance
+from harness.report.significance import CorpusStats, PairResult, Significance, significance
 from harness.store import CellRow, Store
 
 # cell_id -> example id -> that example's scores (the store's example_scores table)
@@ -50,6 +51,8 @@ HEADLINE_ORDER: tuple[str, ...] = (
 )  # fmt: skip
 
 Direction = Literal["higher", "lower"]
+# (task, headline key, cell id -> split) -> the cells' per-example statistics, or None for a mean metric
+CorpusSource = Callable[[str, str, Mapping[int, str]], CellStats | None]
 
 
 @dataclass(frozen=True)
@@ -341,8 +344,14 @@ def row_sort_key(row: LeaderboardRow) -> tuple[object, ...]:
     return (row.base, not row.is_base, row.method or "", row.rank or 0, row.adapter)
 
 
-def task_boards(rows: Sequence[LeaderboardRow], scores: ExampleScores | None = None) -> list[TaskBoard]:
-    """One board per task; with per-example scores, the headline metric's tiers and pairwise tests."""
+def task_boards(
+    rows: Sequence[LeaderboardRow], scores: ExampleScores | None = None, corpus: CorpusSource | None = None
+) -> list[TaskBoard]:
+    """One board per task; with per-example scores, the headline metric's tiers and pairwise tests.
+
+    With `corpus`, a corpus headline (field F1, BLEU, MCC) is tested on its corpus values instead of
+    the mean of its per-example scores (see significance.py).
+    """
     by_task: dict[str, list[LeaderboardRow]] = {}
     for row in rows:
         by_task.setdefault(row.task, []).append(row)
@@ -352,13 +361,13 @@ def task_boards(rows: Sequence[LeaderboardRow], scores: ExampleScores | None = N
         names = metric_order(name for row in task_rows for name in row.metrics)
         board = TaskBoard(task, names, task_rows)
         board.best = best_values(board)
-        board.significance = headline_significance(board, scores or {})
+        board.significance = headline_significance(board, scores or {}, corpus)
         board.notes = board_notes(board)
         boards.append(board)
     return boards
 
 
-def headline_significance(board: TaskBoard, scores: ExampleScores) -> Significance | None:
+def headline_significance(board: TaskBoard, scores: ExampleScores, corpus: CorpusSource | None = None) -> Significance | None:
     metric = board.headline
     if metric is None:
         return None
@@ -367,7 +376,11 @@ def headline_significance(board: TaskBoard, scores: ExampleScores) -> Significan
     per_example = {
         row.key: {example: s[metric] for example, s in scores.get(row.cell_id, {}).items() if metric in s} for row in done
     }
-    return significance(metric, values, per_example)
+    stats = corpus(board.task, metric, {row.cell_id: row.split for row in done}) if corpus and done else None
+    if stats is None:
+        return significance(metric, values, per_example)
+    by_row = {row.key: stats.by_cell[row.cell_id] for row in done}
+    return significance(metric, values, per_example, corpus=CorpusStats(by_row, stats.value_of))
 
 
 def board_notes(board: TaskBoard) -> list[str]:
@@ -559,7 +572,8 @@ def _md(text: str) -> str:
 SIGNIFICANCE_NOTES = (
     "Tier 1 holds the row with the best headline value and every row a paired test on the same examples cannot "
     "tell apart from it: McNemar's exact test when per-example scores are 0/1 (accuracy, json_valid), a paired "
-    "bootstrap of the mean difference otherwise, Holm-corrected at α = 0.05; tier 2 repeats this among the rest.",
+    "bootstrap of the corpus value (field F1, BLEU, MCC recomputed on each resample) or of the mean difference "
+    "otherwise, Holm-corrected at α = 0.05; tier 2 repeats this among the rest.",
     "Intervals are 95%: Wilson for proportions, which never collapse at 0 or 1, and percentile bootstrap otherwise, "
     "marked ⚠ when fewer than 30 examples make them too narrow to trust.",
 )
@@ -614,9 +628,13 @@ def _markdown_board(board: TaskBoard, metrics: Sequence[str]) -> list[str]:
 
 
 def build(store: Store, runs: Sequence[str] | None = None) -> tuple[list[TaskBoard], list[OverallRow]]:
-    """The task boards and the overall table of the chosen runs."""
+    """The task boards and the overall table of the chosen runs (corpus headlines tested as corpus values)."""
     scores = example_scores(store, chosen_cells(store, runs))
-    boards = task_boards(collect_rows(store, runs, scores), scores)
+
+    def corpus(task: str, metric: str, cells: Mapping[int, str]) -> CellStats | None:
+        return headline_stats(store, task, metric, cells)
+
+    boards = task_boards(collect_rows(store, runs, scores), scores, corpus)
     return boards, overall(boards)
 
 

@@ -12,6 +12,11 @@ the store keeps:
   pairs) and 2000 resamples no pair could ever be significant, so every win rate was a tie.
 The interval of a difference is always the 95% percentile interval of the paired bootstrap
 (scipy.stats.bootstrap, paired=True).
+- A corpus metric (field_f1, BLEU, MCC: not the mean of its per-example scores) is tested on the value
+  the board prints when its per-example sufficient statistics are given (`CorpusStats`): each resample
+  sums both rows' statistics over the same drawn examples and recomputes both corpus values
+  ("corpus bootstrap"). Testing the per-example means instead tests a different number: resume_json
+  r16 - r8 is +0.125 in mean per-example F1 but +0.091 in the field F1 the board shows.
 
 Tiers: the row with the best point value leads tier 1; every other row is tested against it,
 Holm-corrected over those tests; the rows not significantly worse join tier 1. The rest repeat the
@@ -22,20 +27,31 @@ Rows scored on different example sets are compared on the examples they share, a
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from harness.gate.decide import discordant_pairs, holm, mcnemar_exact
 from harness.metrics.intervals import is_binary
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ALPHA = 0.05
 N_RESAMPLES = 2000
 SEED = 0
 
-TestKind = Literal["mcnemar", "bootstrap", "none"]
+TestKind = Literal["mcnemar", "bootstrap", "corpus bootstrap", "none"]
 # per row: example id -> that example's score on the metric under test
 Scores = Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """A corpus metric's additive per-example statistics per row, and its value from summed statistics."""
+
+    rows: Mapping[Hashable, Mapping[str, np.ndarray]]  # row -> example id -> statistics vector (s,)
+    value_of: Callable[[np.ndarray], float]  # statistics summed over a corpus -> the metric
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,72 @@ def paired_test(a: Sequence[float], b: Sequence[float], n_resamples: int = N_RES
     return PairResult(n, delta, low, high, bootstrap_p(delta, distribution), "bootstrap")
 
 
+def paired_corpus_test(
+    a: np.ndarray, b: np.ndarray, value_of: Callable[[np.ndarray], float], n_resamples: int = N_RESAMPLES, seed: int = SEED
+) -> PairResult:
+    """Corpus value of a minus that of b on aligned statistics (n, s), resampling whole examples of both."""
+    if len(a) != len(b):
+        raise ValueError("paired statistics must be aligned and of one length")
+    if len(a) == 0:
+        return PairResult(0, math.nan, math.nan, math.nan, 1.0, "none")
+    delta = value_of(a.sum(axis=0)) - value_of(b.sum(axis=0))
+    # same n, same seed: the same drawn examples for a and b, so the difference is paired
+    distribution = corpus_samples(a, value_of, n_resamples, seed) - corpus_samples(b, value_of, n_resamples, seed)
+    return corpus_difference(len(a), delta, distribution)
+
+
+def corpus_samples(stats: np.ndarray, value_of: Callable[[np.ndarray], float], n_resamples: int, seed: int) -> np.ndarray:
+    """The corpus value on each bootstrap resample of the examples (rows of `stats`), seeded by (n, seed)."""
+    import numpy as np
+
+    from harness.metrics.bootstrap import paired_resample_indices, resampled_sums
+
+    indices = paired_resample_indices(len(stats), n_resamples, seed)
+    return np.asarray([value_of(totals) for totals in resampled_sums(stats, indices)], dtype=np.float64)
+
+
+def corpus_difference(n: int, delta: float, distribution: np.ndarray) -> PairResult:
+    """The test of a corpus difference from its paired bootstrap distribution."""
+    import numpy as np
+
+    if np.all(distribution == distribution[0]):
+        return PairResult(n, delta, delta, delta, 1.0 if delta == 0 else 0.0, "corpus bootstrap")
+    low, high = np.percentile(distribution, [2.5, 97.5])
+    return PairResult(n, delta, float(low), float(high), bootstrap_p(delta, distribution), "corpus bootstrap")
+
+
+class CorpusTester:
+    """Paired corpus-value tests where each row's resampled values are computed once per example set.
+
+    16 rows make 120 pairs; recomputing both sides' 2,000 resampled values per pair calls the metric
+    480,000 times, where once per row and example set (rows sharing every example: one) is 32,000.
+    """
+
+    def __init__(self, corpus: CorpusStats, n_resamples: int = N_RESAMPLES, seed: int = SEED) -> None:
+        self.corpus = corpus
+        self.n_resamples = n_resamples
+        self.seed = seed
+        self.memo: dict[tuple[Hashable, tuple[str, ...]], tuple[float, np.ndarray]] = {}
+
+    def test(self, a: Hashable, b: Hashable) -> PairResult:
+        shared = tuple(sorted(set(self.corpus.rows[a]) & set(self.corpus.rows[b])))
+        if not shared:
+            return PairResult(0, math.nan, math.nan, math.nan, 1.0, "none")
+        (value_a, samples_a), (value_b, samples_b) = self.side(a, shared), self.side(b, shared)
+        return corpus_difference(len(shared), value_a - value_b, samples_a - samples_b)
+
+    def side(self, row: Hashable, shared: tuple[str, ...]) -> tuple[float, np.ndarray]:
+        """The row's corpus value on `shared` and on each of its resamples."""
+        key = (row, shared)
+        if key not in self.memo:
+            import numpy as np
+
+            stats = np.asarray([self.corpus.rows[row][example] for example in shared], dtype=np.float64)
+            value_of = self.corpus.value_of
+            self.memo[key] = (value_of(stats.sum(axis=0)), corpus_samples(stats, value_of, self.n_resamples, self.seed))
+        return self.memo[key]
+
+
 def bootstrap_p(delta: float, distribution: object) -> float:
     """Two-sided p of `delta` from its bootstrap distribution's standard error (no 1/(B+1) floor)."""
     import numpy as np
@@ -140,20 +222,27 @@ def significance(
     alpha: float = ALPHA,
     n_resamples: int = N_RESAMPLES,
     seed: int = SEED,
+    corpus: CorpusStats | None = None,
 ) -> Significance:
     """Tiers and pairwise tests for the rows that have both a point value and per-example scores.
 
-    `values` orders the rows (the corpus value, best = highest); `scores` are what is tested.
+    `values` orders the rows (the corpus value, best = highest); `scores` are what is tested, or, for
+    a corpus metric, `corpus`: then every row must have statistics, and the pairs test corpus values.
     """
-    rows = sorted((key for key in values if key in scores and scores[key]), key=lambda key: -values[key])
+    tested: Mapping[Hashable, Mapping[str, object]] = corpus.rows if corpus is not None else scores
+    rows = sorted((key for key in values if key in tested and tested[key]), key=lambda key: -values[key])
     result = Significance(metric, rows, alpha=alpha)
     if not rows:
         return result
-    example_sets = {frozenset(scores[key]) for key in rows}
+    example_sets = {frozenset(tested[key]) for key in rows}
     result.same_examples = len(example_sets) == 1
+    tester = CorpusTester(corpus, n_resamples, seed) if corpus is not None else None
     for i, a in enumerate(rows):
         for b in rows[i + 1 :]:
-            result.pairs[(a, b)] = paired_test(*aligned(scores[a], scores[b]), n_resamples=n_resamples, seed=seed)
+            if tester is not None:
+                result.pairs[(a, b)] = tester.test(a, b)
+            else:
+                result.pairs[(a, b)] = paired_test(*aligned(scores[a], scores[b]), n_resamples=n_resamples, seed=seed)
     keys = list(result.pairs)
     for key, adjusted in zip(keys, holm([result.pairs[k].p for k in keys])):
         pair = result.pairs[key]

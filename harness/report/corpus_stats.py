@@ -1,0 +1,92 @@
+"""Per-example sufficient statistics of a corpus headline metric, so the board tests what it prints.
+
+field_f1 (micro F1 of TP/FP/FN summed over the examples), BLEU and MCC are corpus metrics: the value a
+board prints is not the mean of the per-example scores the store keeps. The pairwise tests and tiers
+therefore need each row's per-example sufficient statistics (`sufficient_stats` of the metric), which
+the store does not keep: they are recomputed here from the stored predictions (through the task's
+output filters, as the cell was scored) and the task's references. Reads the store, the task
+definition and its data, like the domain-shift table; it loads no model.
+
+When the task or its data cannot be found (an lm-eval task, a removed task, data not mounted) there
+are no statistics, and the board falls back to per-example means and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from harness.errors import HarnessError
+from harness.metrics.base import ScoringInput
+from harness.metrics import get_metric
+from harness.metrics.filters import RAW_SUFFIX, apply_filters
+from harness.scoring import scoring_input
+from harness.spec import Example, TaskSpec
+from harness.store import Store
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from harness.metrics.bootstrap import SummableMetric
+
+
+@dataclass(frozen=True)
+class CellStats:
+    """One metric's per-example statistics for each cell of a task, and the metric from summed statistics."""
+
+    by_cell: dict[int, dict[str, np.ndarray]]  # cell id -> example id -> statistics vector
+    value_of: Callable[[np.ndarray], float]
+
+
+def corpus_metrics(spec: TaskSpec) -> list[SummableMetric]:
+    """The task's corpus metrics whose value is a function of summed per-example statistics."""
+    from harness.metrics.bootstrap import SummableMetric  # numpy: not at CLI startup
+
+    metrics = [get_metric(name, spec.folder) for name in spec.metrics]
+    return [m for m in metrics if not m.is_mean and isinstance(m, SummableMetric)]
+
+
+def headline_stats(store: Store, task: str, key: str, cells: Mapping[int, str]) -> CellStats | None:
+    """Statistics of `key` for every cell (cell id -> split) of `task`; None for a mean metric or unknown task/data."""
+    from harness.data import load_examples
+    from harness.registry import task_registry
+
+    if key.endswith(RAW_SUFFIX) or not cells:
+        return None  # the raw text's scores are never a headline
+    try:
+        spec = task_registry().get(task)
+        candidates = corpus_metrics(spec)
+        if not candidates:
+            return None
+        examples = {split: {e.id: e for e in load_examples(spec, split)} for split in set(cells.values())}
+    except (HarnessError, OSError):
+        return None
+    for metric in candidates:
+        by_cell = {cell_id: cell_statistics(store, spec, metric, cell_id, examples[split]) for cell_id, split in cells.items()}
+        totals = _total(by_cell)
+        if totals.size and key in metric.score_from_stats(totals):
+            return CellStats(by_cell, lambda totals, metric=metric: float(metric.score_from_stats(totals)[key]))
+    return None
+
+
+def _total(by_cell: Mapping[int, Mapping[str, np.ndarray]]) -> np.ndarray:
+    """The statistics of one cell summed (which keys a metric reports does not depend on the cell)."""
+    import numpy as np
+
+    rows = next((list(stats.values()) for stats in by_cell.values() if stats), [])
+    return np.sum(rows, axis=0) if rows else np.zeros(0)
+
+
+def cell_statistics(store: Store, spec: TaskSpec, metric: SummableMetric, cell_id: int, examples: Mapping[str, Example]) -> dict[str, np.ndarray]:
+    """Example id -> the metric's statistics of this cell's stored prediction, scored as the cell was."""
+    ids, data = filtered_input(store, spec, cell_id, examples)
+    stats = metric.sufficient_stats(data)
+    return {example_id: stats[i] for i, example_id in enumerate(ids)}
+
+
+def filtered_input(store: Store, spec: TaskSpec, cell_id: int, examples: Mapping[str, Example]) -> tuple[list[str], ScoringInput]:
+    """A cell's stored predictions of the given examples through `spec`'s output filters, ready to score."""
+    predictions = [p for p in store.cell_predictions(cell_id) if p.example_id in examples]
+    texts = [apply_filters(spec.filters, p.prediction) for p in predictions]
+    return [p.example_id for p in predictions], scoring_input(spec, [examples[p.example_id] for p in predictions], texts)
