@@ -8,7 +8,7 @@ output filters, as the cell was scored) and the task's references. Reads the sto
 definition and its data, like the domain-shift table; it loads no model.
 
 When the task or its data cannot be found (an lm-eval task, a removed task, data not mounted) there
-are no statistics, and the board falls back to per-example means and says so.
+are no statistics, and the board falls back to testing the per-example means.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.metrics.base import ScoringInput
 from harness.metrics import get_metric
+from harness.metrics.base import ScoringInput
 from harness.metrics.filters import RAW_SUFFIX, apply_filters
 from harness.scoring import scoring_input
 from harness.spec import Example, TaskSpec
@@ -63,7 +63,7 @@ def headline_stats(store: Store, task: str, key: str, cells: Mapping[int, str]) 
     except (HarnessError, OSError):
         return None
     for metric in candidates:
-        by_cell = {cell_id: cell_statistics(store, spec, metric, cell_id, examples[split]) for cell_id, split in cells.items()}
+        by_cell = {cell: cell_statistics(store, spec, metric, cell, examples[split]) for cell, split in cells.items()}
         totals = _total(by_cell)
         if totals.size and key in metric.score_from_stats(totals):
             return CellStats(by_cell, lambda totals, metric=metric: float(metric.score_from_stats(totals)[key]))
@@ -78,14 +78,18 @@ def _total(by_cell: Mapping[int, Mapping[str, np.ndarray]]) -> np.ndarray:
     return np.sum(rows, axis=0) if rows else np.zeros(0)
 
 
-def cell_statistics(store: Store, spec: TaskSpec, metric: SummableMetric, cell_id: int, examples: Mapping[str, Example]) -> dict[str, np.ndarray]:
+def cell_statistics(
+    store: Store, spec: TaskSpec, metric: SummableMetric, cell_id: int, examples: Mapping[str, Example]
+) -> dict[str, np.ndarray]:
     """Example id -> the metric's statistics of this cell's stored prediction, scored as the cell was."""
     ids, data = filtered_input(store, spec, cell_id, examples)
     stats = metric.sufficient_stats(data)
     return {example_id: stats[i] for i, example_id in enumerate(ids)}
 
 
-def filtered_input(store: Store, spec: TaskSpec, cell_id: int, examples: Mapping[str, Example]) -> tuple[list[str], ScoringInput]:
+def filtered_input(
+    store: Store, spec: TaskSpec, cell_id: int, examples: Mapping[str, Example]
+) -> tuple[list[str], ScoringInput]:
     """A cell's stored predictions of the given examples through `spec`'s output filters, ready to score."""
     predictions = [p for p in store.cell_predictions(cell_id) if p.example_id in examples]
     texts = [apply_filters(spec.filters, p.prediction) for p in predictions]
