@@ -62,20 +62,23 @@ def headline_stats(store: Store, task: str, key: str, cells: Mapping[int, str]) 
         examples = {split: {e.id: e for e in load_examples(spec, split)} for split in set(cells.values())}
     except (HarnessError, OSError):
         return None
-    for metric in candidates:
-        by_cell = {cell: cell_statistics(store, spec, metric, cell, examples[split]) for cell, split in cells.items()}
-        totals = _total(by_cell)
-        if totals.size and key in metric.score_from_stats(totals):
-            return CellStats(by_cell, lambda totals, metric=metric: float(metric.score_from_stats(totals)[key]))
-    return None
+    metric = next((m for m in candidates if reports_key(store, spec, m, key, cells, examples)), None)
+    if metric is None:
+        return None
+    by_cell = {cell: cell_statistics(store, spec, metric, cell, examples[split]) for cell, split in cells.items()}
+    return CellStats(by_cell, lambda totals: float(metric.score_from_stats(totals)[key]))
 
 
-def _total(by_cell: Mapping[int, Mapping[str, np.ndarray]]) -> np.ndarray:
-    """The statistics of one cell summed (which keys a metric reports does not depend on the cell)."""
-    import numpy as np
-
-    rows = next((list(stats.values()) for stats in by_cell.values() if stats), [])
-    return np.sum(rows, axis=0) if rows else np.zeros(0)
+def reports_key(
+    store: Store, spec: TaskSpec, metric: SummableMetric, key: str, cells: Mapping[int, str],
+    examples: Mapping[str, Mapping[str, Example]],
+) -> bool:
+    """Whether `metric` reports `key`, read off the first cell with predictions (the keys do not depend on it)."""
+    for cell, split in cells.items():
+        stats = list(cell_statistics(store, spec, metric, cell, examples[split]).values())
+        if stats:
+            return key in metric.score_from_stats(sum(stats))
+    return False
 
 
 def cell_statistics(
