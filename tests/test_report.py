@@ -399,3 +399,21 @@ def test_corpus_headlines_are_tested_as_corpus_values_and_mean_headlines_as_mean
     assert pair.delta == pytest.approx(rows["lora_r16"].value("field_f1") - rows["base"].value("field_f1"))
     sst2 = by_task["glue_sst2"]  # accuracy: a mean of 0/1 scores, McNemar
     assert sst2.significance is not None and {p.test for p in sst2.significance.pairs.values()} <= {"mcnemar", "none"}
+
+
+def test_a_board_says_when_its_corpus_headline_is_tested_on_means_because_the_data_is_missing(
+    demo: DemoRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))  # an empty mirror: the real resumes cannot be read
+    boards, _ = build(demo.store)
+    real = {board.task: board for board in boards}["resume_json_real"]
+    assert real.significance is not None
+    assert "corpus bootstrap" not in {pair.test for pair in real.significance.pairs.values()}
+    note = next(note for note in real.notes if "compare per-example means" in note)
+    assert "field_f1" in note and "resume_json_real" in note and "HARNESS_DATA_DIR" in note
+    sst2 = {board.task: board for board in boards}["glue_sst2"]  # a mean headline loses nothing: no note
+    assert not any("per-example means" in note for note in sst2.notes)
+    monkeypatch.undo()
+    restored = {board.task: board for board in build(demo.store)[0]}["resume_json_real"]
+    assert not any("per-example means" in note for note in restored.notes)
+    assert restored.significance is not None and "corpus bootstrap" in {p.test for p in restored.significance.pairs.values()}

@@ -7,8 +7,10 @@ the store does not keep: they are recomputed here from the stored predictions (t
 output filters, as the cell was scored) and the task's references. Reads the store, the task
 definition and its data, like the domain-shift table; it loads no model.
 
-When the task or its data cannot be found (an lm-eval task, a removed task, data not mounted) there
-are no statistics, and the board falls back to testing the per-example means.
+When the task cannot be found (an lm-eval task, a removed task) there are no statistics and the board
+tests the per-example means. When the task is found and its headline is a corpus metric but its data
+cannot be read (not mounted), `headline_stats` says so (`StatsUnavailable`) and the board prints why
+its tests compare per-example means instead of the value it shows.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ class CellStats:
     value_of: Callable[[np.ndarray], float]
 
 
+@dataclass(frozen=True)
+class StatsUnavailable:
+    """A corpus headline whose statistics could not be recomputed, and why (one sentence for the board)."""
+
+    reason: str
+
+
 def corpus_metrics(spec: TaskSpec) -> list[SummableMetric]:
     """The task's corpus metrics whose value is a function of summed per-example statistics."""
     from harness.metrics.bootstrap import SummableMetric  # numpy: not at CLI startup
@@ -47,8 +56,14 @@ def corpus_metrics(spec: TaskSpec) -> list[SummableMetric]:
     return [m for m in metrics if not m.is_mean and isinstance(m, SummableMetric)]
 
 
-def headline_stats(store: Store, task: str, key: str, cells: Mapping[int, str]) -> CellStats | None:
-    """Statistics of `key` for every cell (cell id -> split) of `task`; None for a mean metric or unknown task/data."""
+def headline_stats(
+    store: Store, task: str, key: str, cells: Mapping[int, str]
+) -> CellStats | StatsUnavailable | None:
+    """Statistics of `key` for every cell (cell id -> split) of `task`.
+
+    None for a mean metric or a task not in the registry; StatsUnavailable when `key` belongs to a
+    corpus metric of the task but the references cannot be read.
+    """
     from harness.data import load_examples
     from harness.registry import task_registry
 
@@ -57,10 +72,15 @@ def headline_stats(store: Store, task: str, key: str, cells: Mapping[int, str]) 
     try:
         spec = task_registry().get(task)
         candidates = corpus_metrics(spec)
-        if not candidates:
-            return None
+    except HarnessError:
+        return None
+    if not candidates:
+        return None
+    try:
         examples = {split: {e.id: e for e in load_examples(spec, split)} for split in set(cells.values())}
-    except (HarnessError, OSError):
+    except (HarnessError, OSError) as error:
+        if any(key in metric.names for metric in candidates):
+            return StatsUnavailable(f"the references of {task} could not be read ({str(error).rstrip('.')})")
         return None
     metric = next((m for m in candidates if reports_key(store, spec, m, key, cells, examples)), None)
     if metric is None:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from harness.errors import HarnessError
 from harness.metrics.base import MetricValue
 from harness.metrics.intervals import KNOWN_PROPORTIONS, IntervalKind, honest_all, interval_kind, small_sample_warning
-from harness.report.corpus_stats import CellStats, headline_stats
+from harness.report.corpus_stats import CellStats, StatsUnavailable, headline_stats
 from harness.report.degenerate import Flag, degenerate_flags, gold_labels, task_is_private
 from harness.report.rows import base_description, display_name, method_label
 from harness.report.significance import CorpusStats, PairResult, Significance, significance
@@ -52,7 +52,7 @@ HEADLINE_ORDER: tuple[str, ...] = (
 
 Direction = Literal["higher", "lower"]
 # (task, headline key, cell id -> split) -> the cells' per-example statistics, or None for a mean metric
-CorpusSource = Callable[[str, str, Mapping[int, str]], CellStats | None]
+CorpusSource = Callable[[str, str, Mapping[int, str]], CellStats | StatsUnavailable | None]
 
 
 @dataclass(frozen=True)
@@ -361,22 +361,40 @@ def task_boards(
         names = metric_order(name for row in task_rows for name in row.metrics)
         board = TaskBoard(task, names, task_rows)
         board.best = best_values(board)
-        board.significance = headline_significance(board, scores or {}, corpus)
+        lookup = corpus_lookup(board, corpus)
+        board.significance = headline_significance(board, scores or {}, lookup if isinstance(lookup, CellStats) else None)
         board.notes = board_notes(board)
+        if isinstance(lookup, StatsUnavailable):
+            board.notes.append(
+                f"The pairwise tests and tiers of {board.headline} compare per-example means, not the corpus value"
+                f" this board prints: {lookup.reason}."
+            )
         boards.append(board)
     return boards
 
 
-def headline_significance(board: TaskBoard, scores: ExampleScores, corpus: CorpusSource | None = None) -> Significance | None:
+def finished_rows(board: TaskBoard, metric: str) -> list[LeaderboardRow]:
+    return [row for row in board.rows if row.status == "done" and row.value(metric) is not None]
+
+
+def corpus_lookup(board: TaskBoard, corpus: CorpusSource | None) -> CellStats | StatsUnavailable | None:
+    """The headline's corpus statistics per finished cell, if the headline is a corpus metric."""
+    metric = board.headline
+    if corpus is None or metric is None:
+        return None
+    done = finished_rows(board, metric)
+    return corpus(board.task, metric, {row.cell_id: row.split for row in done}) if done else None
+
+
+def headline_significance(board: TaskBoard, scores: ExampleScores, stats: CellStats | None = None) -> Significance | None:
     metric = board.headline
     if metric is None:
         return None
-    done = [row for row in board.rows if row.status == "done" and row.value(metric) is not None]
+    done = finished_rows(board, metric)
     values = {row.key: float(row.value(metric)) for row in done}  # type: ignore[arg-type]
     per_example = {
         row.key: {example: s[metric] for example, s in scores.get(row.cell_id, {}).items() if metric in s} for row in done
     }
-    stats = corpus(board.task, metric, {row.cell_id: row.split for row in done}) if corpus and done else None
     if stats is None:
         return significance(metric, values, per_example)
     by_row = {row.key: stats.by_cell[row.cell_id] for row in done}
@@ -631,7 +649,7 @@ def build(store: Store, runs: Sequence[str] | None = None) -> tuple[list[TaskBoa
     """The task boards and the overall table of the chosen runs (corpus headlines tested as corpus values)."""
     scores = example_scores(store, chosen_cells(store, runs))
 
-    def corpus(task: str, metric: str, cells: Mapping[int, str]) -> CellStats | None:
+    def corpus(task: str, metric: str, cells: Mapping[int, str]) -> CellStats | StatsUnavailable | None:
         return headline_stats(store, task, metric, cells)
 
     boards = task_boards(collect_rows(store, runs, scores), scores, corpus)
