@@ -27,14 +27,13 @@ from harness.gate.decide import (
     discordant_pairs,
     holm,
     mcnemar_exact,
-    SummableMetric,
     resample_corpus,
     resample_indices,
     resample_stats,
     run_gate,
 )
 from harness.gate.outputs import MARKDOWN_HEADER, to_json, to_junit_xml, to_markdown
-from harness.metrics.base import Metric, ScoringInput
+from harness.metrics.base import Metric, ScoringInput, SummableMetric
 
 N = 200
 

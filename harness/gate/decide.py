@@ -56,10 +56,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.metrics.base import Metric, ScoringInput
+from harness.metrics.base import Metric, ScoringInput, SummableMetric
 
 if TYPE_CHECKING:  # numpy is cheap, but the CLI imports this module at startup
     import numpy as np
@@ -75,26 +75,6 @@ _CHUNK_ROWS = 100
 
 # progress(task, resamples done, resamples in all), called after each chunk of a task
 Progress = Callable[[str, int, int], None]
-
-
-@runtime_checkable
-class SummableMetric(Protocol):
-    """Optional extra for a corpus metric whose value depends only on summed per-example counts.
-
-    BLEU (n-gram matches and totals, lengths), chrF (character n-gram counts) and F1 or
-    Matthews (confusion-matrix cells) qualify. sacrebleu exposes both halves:
-    `sufficient_stats` = `np.array(bleu._extract_corpus_statistics(hyps, [refs_stream, ...]))`,
-    `score_from_stats` = `{"bleu": bleu._compute_score_from_stats(totals).score}`. The gate
-    then resamples rows of the statistics matrix instead of calling `corpus` 2 x 2,000 times.
-    """
-
-    def sufficient_stats(self, data: ScoringInput) -> np.ndarray:
-        """One row of additive statistics per example: shape (n, s)."""
-        ...
-
-    def score_from_stats(self, totals: np.ndarray) -> dict[str, float]:
-        """The corpus scores from statistics summed over a corpus: shape (s,)."""
-        ...
 
 
 class Verdict(str, Enum):

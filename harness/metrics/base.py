@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # the CLI imports the metric interface at startup; numpy only where statistics are made
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -52,3 +55,24 @@ class Metric(Protocol):
     def per_example(self, prediction: str, references: Sequence[str], label: int | None) -> dict[str, float]: ...
 
     def corpus(self, data: ScoringInput) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class SummableMetric(Protocol):
+    """Optional extra for a corpus metric whose value depends only on summed per-example statistics.
+
+    BLEU (n-gram matches and totals, lengths), chrF (character n-gram counts) and F1 or Matthews
+    (confusion-matrix cells) qualify. sacrebleu exposes both halves:
+    `sufficient_stats` = `np.array(bleu._extract_corpus_statistics(hyps, [refs_stream, ...]))`,
+    `score_from_stats` = `{"bleu": bleu._compute_score_from_stats(totals).score}`. Bootstraps (the
+    gate's, the leaderboard's, the intervals') then resample rows of the statistics matrix instead
+    of calling `corpus` on every resample.
+    """
+
+    def sufficient_stats(self, data: ScoringInput) -> np.ndarray:
+        """An (n_examples, n_stats) float matrix of per-example additive statistics."""
+        ...
+
+    def score_from_stats(self, totals: np.ndarray) -> dict[str, float]:
+        """The corpus scores from statistics summed over a corpus (a vector of n_stats)."""
+        ...

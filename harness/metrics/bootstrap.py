@@ -17,27 +17,13 @@ public so that the regression gate resamples both sides of a comparison with the
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from harness.metrics.base import Metric, MetricValue, ScoringInput
+from harness.metrics.base import Metric, MetricValue, ScoringInput, SummableMetric
 
 # Resamples are processed in blocks so the count matrix stays near this many entries (~32 MB).
 _BLOCK_ENTRIES = 4_000_000
-
-
-@runtime_checkable
-class SummableMetric(Protocol):
-    """A corpus metric whose corpus score is a function of per-example statistics summed."""
-
-    def sufficient_stats(self, data: ScoringInput) -> np.ndarray:
-        """An (n_examples, n_stats) float matrix of per-example sufficient statistics."""
-        ...
-
-    def score_from_stats(self, totals: np.ndarray) -> dict[str, float]:
-        """Corpus scores from statistics summed over examples (a vector of n_stats)."""
-        ...
 
 
 def paired_resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.metrics import get_metric
-from harness.metrics.base import ScoringInput
+from harness.metrics.base import ScoringInput, SummableMetric
 from harness.metrics.filters import RAW_SUFFIX, apply_filters
 from harness.scoring import scoring_input
 from harness.spec import Example, TaskSpec
@@ -29,8 +29,6 @@ from harness.store import Store
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from harness.metrics.bootstrap import SummableMetric
 
 
 @dataclass(frozen=True)
@@ -50,8 +48,6 @@ class StatsUnavailable:
 
 def corpus_metrics(spec: TaskSpec) -> list[SummableMetric]:
     """The task's corpus metrics whose value is a function of summed per-example statistics."""
-    from harness.metrics.bootstrap import SummableMetric  # numpy: not at CLI startup
-
     metrics = [get_metric(name, spec.folder) for name in spec.metrics]
     return [m for m in metrics if not m.is_mean and isinstance(m, SummableMetric)]
 
