@@ -51,7 +51,8 @@ HEADLINE_ORDER: tuple[str, ...] = (
 )  # fmt: skip
 
 Direction = Literal["higher", "lower"]
-# (task, headline key, cell id -> split) -> the cells' per-example statistics, or None for a mean metric
+# (task, headline key, cell id -> split) -> the cells' per-example statistics; None for a mean metric,
+# StatsUnavailable for a corpus metric whose references cannot be read
 CorpusSource = Callable[[str, str, Mapping[int, str]], CellStats | StatsUnavailable | None]
 
 
@@ -362,7 +363,8 @@ def task_boards(
         board = TaskBoard(task, names, task_rows)
         board.best = best_values(board)
         lookup = corpus_lookup(board, corpus)
-        board.significance = headline_significance(board, scores or {}, lookup if isinstance(lookup, CellStats) else None)
+        stats = lookup if isinstance(lookup, CellStats) else None
+        board.significance = headline_significance(board, scores or {}, stats)
         board.notes = board_notes(board)
         if isinstance(lookup, StatsUnavailable):
             board.notes.append(
